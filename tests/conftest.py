@@ -1,0 +1,60 @@
+"""Shared fixtures: a real PostgreSQL server and throwaway databases on it.
+
+The server is $DBSPLIT_TEST_PG_URL when set, else an embedded PostgreSQL 18 started for the test
+session in a temporary directory. Every database a test creates is dropped afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from dbsplit.conn import with_dbname
+
+
+@pytest.fixture(scope="session")
+def pg_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Conninfo of a server on which tests may create and drop databases."""
+    url = os.environ.get("DBSPLIT_TEST_PG_URL")
+    if url:
+        yield url
+        return
+    from dbsplit import embedded
+
+    pgdata = Path(tmp_path_factory.mktemp("pg")) / "data"
+    url = embedded.start(pgdata)
+    yield url
+    embedded.stop(pgdata)
+
+
+def create_database(server_url: str, name: str) -> str:
+    """Create a database on the server and return its conninfo."""
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    return with_dbname(server_url, name)
+
+
+def drop_database(server_url: str, name: str) -> None:
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+@pytest.fixture
+def make_db(pg_server_url: str) -> Iterator[Callable[[str], str]]:
+    """Factory: make_db("label") creates a uniquely named database and returns its conninfo."""
+    created: list[str] = []
+
+    def _make(label: str = "db") -> str:
+        name = f"t_{label}_{uuid.uuid4().hex[:8]}"
+        created.append(name)
+        return create_database(pg_server_url, name)
+
+    yield _make
+    for name in created:
+        drop_database(pg_server_url, name)
