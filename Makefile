@@ -1,0 +1,40 @@
+# dbsplit developer commands. `make demo` and `make test` are all a fresh machine needs.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.dbsplit-installed
+PG15_URL ?= postgresql://postgres@127.0.0.1:5432/postgres
+
+.PHONY: install demo test test-pg15 airflow lock bench clean
+
+$(STAMP): requirements.txt constraints.txt pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --disable-pip-version-check -r requirements.txt -c constraints.txt
+	$(BIN)/pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
+	touch $@
+
+install: $(STAMP)
+
+## demo: start the embedded PostgreSQL, create the jobboard monolith, run every service DAG, print the counts
+demo: install
+	$(BIN)/dbsplit demo
+
+## test: the whole test suite against the embedded PostgreSQL (or $$DBSPLIT_TEST_PG_URL)
+test: install
+	$(BIN)/pytest -q
+
+## test-pg15: the integration tests against the PostgreSQL server at $(PG15_URL)
+test-pg15: install
+	DBSPLIT_TEST_PG_URL=$(PG15_URL) $(BIN)/pytest -q -m integration
+
+## airflow: airflow standalone on 127.0.0.1:8080 with the dbsplit DAGs and connections
+airflow: install
+	$(BIN)/dbsplit airflow
+
+## lock: regenerate constraints.txt from the current environment after changing requirements.txt
+lock:
+	$(BIN)/pip freeze --exclude-editable > constraints.txt
+
+clean:
+	-$(BIN)/dbsplit pg stop
+	rm -rf .dbsplit

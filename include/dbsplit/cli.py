@@ -1,0 +1,107 @@
+"""The `dbsplit` command: embedded PostgreSQL, plans, the sample monolith and the demo."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+
+from dbsplit.errors import DbsplitError
+
+
+def _cmd_pg(args: argparse.Namespace) -> int:
+    from dbsplit import embedded
+
+    if args.action == "stop":
+        print("stopped" if embedded.stop() else "the embedded PostgreSQL was not running")
+    else:
+        print(embedded.pg_url())
+    return 0
+
+
+def _cmd_env(args: argparse.Namespace) -> int:
+    from dbsplit.embedded import pg_url
+    from dbsplit.localenv import connection_env
+    from dbsplit.plan import load_plan
+
+    for name, value in connection_env(load_plan(args.plan), pg_url()).items():
+        print(f"export {name}={shlex.quote(value)}")
+    print(f"export DBSPLIT_PLANS={shlex.quote(str(Path(args.plan).resolve()))}")
+    return 0
+
+
+def _cmd_plan(args: argparse.Namespace) -> int:
+    from dbsplit.plan import load_plan
+    from dbsplit.specs import service_specs
+
+    plan = load_plan(args.plan)
+    specs = service_specs(plan)
+    if args.action == "check":
+        print(f"{args.plan}: OK, plan {plan.name!r}: {len(specs)} services, "
+              f"{sum(len(s.tables) for s in specs)} tables")
+        return 0
+    for spec in specs:
+        print(f"{spec.service}  ->  {spec.target_conn_id}  (DAG {spec.dag_id})")
+        for t in spec.tables:
+            print(f"    {t.source_schema}.{t.source_table}  ->  {t.target_schema}.{t.target_table}")
+    return 0
+
+
+def _cmd_sample(args: argparse.Namespace) -> int:
+    from dbsplit.conn import with_dbname
+    from dbsplit.embedded import pg_url
+    from dbsplit.provision import ensure_database
+    from dbsplit.samples import create_sample
+
+    target = with_dbname(pg_url(), args.database)
+    ensure_database(target)
+    counts = create_sample(target, args.name, rows=args.rows)
+    print(f"{args.name}: {sum(counts.values())} rows in {len(counts)} tables in database {args.database!r}")
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from dbsplit.demo import run_demo
+
+    return run_demo(plan_path=Path(args.plan), rows=args.rows)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from dbsplit.dagfactory import DEFAULT_PLAN
+
+    parser = argparse.ArgumentParser(prog="dbsplit", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    pg = sub.add_parser("pg", help="the embedded PostgreSQL (used when DBSPLIT_PG_URL is unset)")
+    pg.add_argument("action", choices=["url", "start", "stop"])
+    pg.set_defaults(func=_cmd_pg)
+    env = sub.add_parser("env", help="print AIRFLOW_CONN_* exports for a plan on the dbsplit server")
+    env.add_argument("--plan", default=str(DEFAULT_PLAN))
+    env.set_defaults(func=_cmd_env)
+    plan = sub.add_parser("plan", help="check or show a migration plan")
+    plan.add_argument("action", choices=["check", "show"])
+    plan.add_argument("plan")
+    plan.set_defaults(func=_cmd_plan)
+    sample = sub.add_parser("sample", help="create a sample monolith")
+    sample.add_argument("--name", default="jobboard")
+    sample.add_argument("--database", default="jobboard_monolith")
+    sample.add_argument("--rows", type=int, default=50_000)
+    sample.set_defaults(func=_cmd_sample)
+    demo = sub.add_parser("demo", help="migrate the sample monolith through every service DAG")
+    demo.add_argument("--plan", default=str(DEFAULT_PLAN))
+    demo.add_argument("--rows", type=int, default=50_000)
+    demo.set_defaults(func=_cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except DbsplitError as exc:
+        print(f"dbsplit: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Data movement: extract from the source, transform, load into the target."""
