@@ -7,6 +7,7 @@ session in a temporary directory. Every database a test creates is dropped after
 from __future__ import annotations
 
 import os
+import tempfile
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -15,7 +16,20 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from dbsplit.airflow_local import airflow_env
 from dbsplit.conn import with_dbname
+
+ROOT = Path(__file__).resolve().parents[1]
+# Airflow reads its configuration once, at first import: give the test session its own home
+# before any test module imports it.
+_AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="dbsplit-test-airflow-"))
+os.environ.update(airflow_env(_AIRFLOW_HOME, ROOT / "dags"))
+
+
+@pytest.fixture(scope="session")
+def airflow_home() -> Path:
+    """AIRFLOW_HOME of this test session (configured before Airflow was imported)."""
+    return _AIRFLOW_HOME
 
 
 @pytest.fixture(scope="session")
