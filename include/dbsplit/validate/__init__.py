@@ -1,0 +1,1 @@
+"""Validation of migrated tables (Great Expectations checks run as SQL inside the target database)."""
