@@ -71,9 +71,8 @@ _USER_TYPES = """
 WITH RECURSIVE used(oid) AS (
     SELECT DISTINCT atttypid FROM pg_attribute WHERE attrelid = %(oid)s AND attnum > 0 AND NOT attisdropped
   UNION
-    SELECT t.typelem FROM pg_type t JOIN used u ON t.oid = u.oid WHERE t.typelem <> 0
-  UNION
-    SELECT t.typbasetype FROM pg_type t JOIN used u ON t.oid = u.oid WHERE t.typtype = 'd'
+    SELECT x FROM pg_type t JOIN used u ON t.oid = u.oid, unnest(ARRAY[t.typelem, t.typbasetype]) AS x
+    WHERE x <> 0
 )
 SELECT n.nspname, t.typname, t.typtype::text,
        ARRAY(SELECT e.enumlabel::text FROM pg_enum e WHERE e.enumtypid = t.oid ORDER BY e.enumsortorder),

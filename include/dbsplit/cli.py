@@ -67,6 +67,30 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(plan_path=Path(args.plan), rows=args.rows)
 
 
+def _cmd_airflow(args: argparse.Namespace) -> int:
+    """Exec `airflow standalone` on 127.0.0.1 with the dbsplit DAGs, plugins and connections."""
+    import os
+
+    from dbsplit.airflow_local import airflow_env
+    from dbsplit.demo import dbsplit_home, prepare_source
+    from dbsplit.embedded import pg_url
+    from dbsplit.localenv import PROJECT_ROOT, connection_env
+    from dbsplit.plan import load_plan
+
+    plan_path = Path(args.plan).resolve()
+    plan = load_plan(plan_path)
+    server = pg_url()
+    prepare_source(plan, server, rows=args.rows)
+    env = airflow_env(dbsplit_home() / "airflow", PROJECT_ROOT / "dags", PROJECT_ROOT / "plugins")
+    env |= connection_env(plan, server) | {"DBSPLIT_PLANS": str(plan_path)}
+    env |= {"AIRFLOW__API__HOST": "127.0.0.1", "AIRFLOW__API__PORT": str(args.port)}
+    print(f"Airflow UI on http://127.0.0.1:{args.port}/ (user admin; the password is printed below and kept in "
+          f"{env['AIRFLOW_HOME']}/simple_auth_manager_passwords.json.generated)", flush=True)
+    airflow = str(Path(sys.executable).with_name("airflow"))
+    os.execve(airflow, [airflow, "standalone"], os.environ | env)
+    return 0  # not reached
+
+
 def build_parser() -> argparse.ArgumentParser:
     from dbsplit.dagfactory import DEFAULT_PLAN
 
@@ -91,6 +115,11 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--plan", default=str(DEFAULT_PLAN))
     demo.add_argument("--rows", type=int, default=50_000)
     demo.set_defaults(func=_cmd_demo)
+    airflow = sub.add_parser("airflow", help="airflow standalone with the dbsplit DAGs and connections")
+    airflow.add_argument("--plan", default=str(DEFAULT_PLAN))
+    airflow.add_argument("--rows", type=int, default=50_000)
+    airflow.add_argument("--port", type=int, default=8080)
+    airflow.set_defaults(func=_cmd_airflow)
     return parser
 
 

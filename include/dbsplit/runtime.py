@@ -96,12 +96,12 @@ def load(service: dict[str, Any], table: dict[str, Any], transformed: dict[str, 
 def validate(service: dict[str, Any], table: dict[str, Any], extracted: dict[str, Any],
              loaded: dict[str, Any], run_id: str) -> dict[str, Any]:
     """Run the checks on the target table, record the evidence, and raise DataCheckFailed when any fails."""
-    from dbsplit.validate.gx_checks import validate_table
+    from dbsplit.validate.gx_checks import ROW_COUNT, validate_table
 
     target = conn.resolve(service["target_conn_id"])
     result = validate_table(target, table["target_schema"], table["target_table"], expected_rows=extracted["rows"],
                             key_columns=extracted["key"], not_null_columns=extracted["not_null"])
-    rows_check = next((o for o in result.outcomes if o.expectation == "expect_table_row_count_to_equal"), None)
+    rows_check = next((o for o in result.outcomes if o.expectation == ROW_COUNT), None)
     target_rows = rows_check.observed if rows_check else None
     ev = state.Evidence(
         dag_id=service["dag_id"], run_id=run_id, service=service["service"],

@@ -51,7 +51,8 @@ def test_users_service_migrates_every_row_and_leaves_source_untouched(make_db, t
     env = dict([airflow_conn_env(plan.source.conn_id, source), airflow_conn_env("jobboard_users", target)])
     env["DBSPLIT_PLANS"] = str(DEFAULT_PLAN)
 
-    [result] = run_dags(["dbsplit_migrate_users"], home=tmp_path / "airflow", dags_folder=ROOT / "dags", env=env)
+    [result] = run_dags(["dbsplit_migrate_users"], home=tmp_path / "airflow", dags_folder=ROOT / "dags", env=env,
+                        max_retry_delay_s=1)
 
     assert result.state == "success", result.failed_tasks
     for table, key in [("users", ["id"]), ("user_skills", ["user_id", "skill_id"])]:
