@@ -7,6 +7,7 @@ session in a temporary directory. Every database a test creates is dropped after
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 import uuid
 from collections.abc import Callable, Iterator
@@ -33,7 +34,7 @@ def airflow_home() -> Path:
 
 
 @pytest.fixture(scope="session")
-def pg_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def pg_server_url() -> Iterator[str]:
     """Conninfo of a server on which tests may create and drop databases."""
     url = os.environ.get("DBSPLIT_TEST_PG_URL")
     if url:
@@ -41,10 +42,13 @@ def pg_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         return
     from dbsplit import embedded
 
-    pgdata = Path(tmp_path_factory.mktemp("pg")) / "data"
-    url = embedded.start(pgdata)
+    # Not under pytest's basetemp: pytest deletes older basetemps, which would pull the data
+    # directory from under a server still used by a concurrent test session.
+    root = Path(tempfile.mkdtemp(prefix="dbsplit-test-pg-"))
+    url = embedded.start(root / "data")
     yield url
-    embedded.stop(pgdata)
+    embedded.stop(root / "data")
+    shutil.rmtree(root, ignore_errors=True)
 
 
 def create_database(server_url: str, name: str) -> str:

@@ -9,13 +9,14 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from airflow.sdk import DAG, TaskGroup, task
+from airflow.sdk import DAG, TaskGroup, get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException
 
 from dbsplit.errors import DataCheckFailed, DbsplitError
 from dbsplit.specs import ServiceDagSpec
 
 START_DATE = datetime(2024, 1, 1)
+ALL_DONE = "all_done"
 
 
 def _run(fn_name: str, *args: Any) -> Any:
@@ -30,35 +31,75 @@ def _run(fn_name: str, *args: Any) -> Any:
         raise AirflowFailException(str(exc)) from exc
 
 
+def _label(result: dict[str, Any]) -> dict[str, Any]:
+    """Expose a mapped task's readable label ("users 3/10") to its map_index_template."""
+    get_current_context()["chunk_label"] = result["label"]
+    return result
+
+
 @task(task_id="prepare_target")
 def _prepare_target(service: dict[str, Any]) -> dict[str, Any]:
-    """Create the target database and tables."""
+    """Create the target database and state schema; refuse tables dbsplit did not create."""
     return _run("prepare_target", service)
 
 
-@task(task_id="extract")
-def _extract(service: dict[str, Any], table: dict[str, Any], run_id: str | None = None) -> dict[str, Any]:
-    """Copy the source table into staging."""
-    return _run("extract", service, table, run_id)
+@task(task_id="plan_chunks")
+def _plan_chunks(service: dict[str, Any], table: dict[str, Any], run_id: str | None = None) -> list[dict[str, Any]]:
+    """Split the table into key-range chunks (or resume an unfinished load)."""
+    return _run("plan_chunks", service, table, run_id)
 
 
-@task(task_id="transform")
-def _transform(service: dict[str, Any], table: dict[str, Any], extracted: dict[str, Any]) -> dict[str, Any]:
-    """Apply the plan's transforms."""
-    return _run("transform", service, table, extracted)
+@task(task_id="extract", map_index_template="{{ chunk_label }}")
+def _extract(chunk: dict[str, Any], service: dict[str, Any], table: dict[str, Any], run_id: str | None = None) -> dict[str, Any]:
+    """Copy one chunk of the source table into staging."""
+    return _label(_run("extract", service, table, chunk, run_id))
 
 
-@task(task_id="load")
-def _load(service: dict[str, Any], table: dict[str, Any], transformed: dict[str, Any]) -> dict[str, Any]:
-    """Load staged rows into the target."""
-    return _run("load", service, table, transformed)
+@task(task_id="transform", map_index_template="{{ chunk_label }}")
+def _transform(extracted: dict[str, Any], service: dict[str, Any], table: dict[str, Any]) -> dict[str, Any]:
+    """Apply the plan's transforms to one chunk."""
+    return _label(_run("transform", service, table, extracted))
+
+
+@task(task_id="load", map_index_template="{{ chunk_label }}")
+def _load(transformed: dict[str, Any], service: dict[str, Any], table: dict[str, Any], run_id: str | None = None) -> dict[str, Any]:
+    """Load one chunk into the target's staging table."""
+    return _label(_run("load", service, table, transformed, run_id))
 
 
 @task(task_id="validate")
-def _validate(service: dict[str, Any], table: dict[str, Any], extracted: dict[str, Any],
-              loaded: dict[str, Any], run_id: str | None = None) -> dict[str, Any]:
-    """Check the target against the source and record the evidence."""
-    return _run("validate", service, table, extracted, loaded, run_id)
+def _validate(service: dict[str, Any], table: dict[str, Any], chunks: list[dict[str, Any]], run_id: str | None = None) -> dict[str, Any]:
+    """Check the staged table against the source and record the evidence."""
+    return _run("validate", service, table, chunks, run_id)
+
+
+@task.branch(task_id="checkpoint", trigger_rule=ALL_DONE)
+def _checkpoint(service: dict[str, Any], run_id: str | None = None) -> str:
+    """Go/no-go: promote when every table passed, roll back when a check failed, hold when a load failed."""
+    return _run("checkpoint", service, run_id)
+
+
+@task(task_id="promote")
+def _promote(service: dict[str, Any]) -> dict[str, Any]:
+    """Swap the validated staging tables into place, in one transaction."""
+    return _run("promote", service)
+
+
+@task(task_id="rollback")
+def _rollback(service: dict[str, Any]) -> dict[str, Any]:
+    """Drop the staging tables; the live tables stay as they were."""
+    return _run("rollback", service)
+
+
+@task(task_id="hold")
+def _hold() -> None:
+    """Keep the staged chunks so that the next run resumes where this one stopped."""
+
+
+@task(task_id="finish", trigger_rule=ALL_DONE)
+def _finish(service: dict[str, Any], run_id: str | None = None) -> None:
+    """Fail the run, naming every failed check, unless every table passed."""
+    _run("finish", service, run_id)
 
 
 def service_descriptor(spec: ServiceDagSpec) -> dict[str, Any]:
@@ -66,12 +107,12 @@ def service_descriptor(spec: ServiceDagSpec) -> dict[str, Any]:
     return {
         "dag_id": spec.dag_id, "service": spec.service, "plan": spec.plan_name,
         "source_conn_id": spec.source_conn_id, "target_conn_id": spec.target_conn_id,
-        "tables": [t.as_dict() for t in spec.tables],
+        "chunk_rows": spec.chunk_rows, "tables": [t.as_dict() for t in spec.tables],
     }
 
 
 def render_migrate_dag(spec: ServiceDagSpec) -> DAG:
-    """dbsplit_migrate_<service>: prepare the target, then per table extract, transform, load, validate."""
+    """dbsplit_migrate_<service>: prepare; per table chunked extract, transform, load, then validate; checkpoint."""
     service = service_descriptor(spec)
     with DAG(
         dag_id=spec.dag_id,
@@ -85,13 +126,21 @@ def render_migrate_dag(spec: ServiceDagSpec) -> DAG:
         doc_md=spec.description,
     ) as dag:
         prepared = _prepare_target(service)
+        decision = _checkpoint(service)
         for table in spec.tables:
+            t = table.as_dict()
             with TaskGroup(group_id=table.group_id, tooltip=f"{table.source_schema}.{table.source_table}"):
-                t = table.as_dict()
-                extracted = _extract(service, t, run_id="{{ run_id }}")
-                loaded = _load(service, t, _transform(service, t, extracted))
-                _validate(service, t, extracted, loaded, run_id="{{ run_id }}")
-            prepared >> extracted
+                chunks = _plan_chunks(service, t)
+                extracted = _extract.partial(service=service, table=t).expand(chunk=chunks)
+                transformed = _transform.partial(service=service, table=t).expand(extracted=extracted)
+                loaded = _load.partial(service=service, table=t).expand(transformed=transformed)
+                validated = _validate(service, t, chunks)
+                loaded >> validated
+            prepared >> chunks
+            validated >> decision
+        outcomes = [_promote(service), _rollback(service), _hold()]
+        decision >> outcomes
+        outcomes >> _finish(service)
     return dag
 
 

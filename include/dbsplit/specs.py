@@ -32,6 +32,7 @@ class ServiceDagSpec:
     source_conn_id: str
     target_conn_id: str
     retries: int
+    chunk_rows: int
     tables: tuple[TableSpec, ...]
 
     @property
@@ -75,6 +76,7 @@ def service_specs(plan: Plan) -> list[ServiceDagSpec]:
                 source_conn_id=plan.source.conn_id,
                 target_conn_id=service.target.conn_id,
                 retries=plan.defaults.retries,
+                chunk_rows=plan.defaults.chunk_rows,
                 tables=tables,
             )
         )

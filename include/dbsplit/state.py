@@ -26,6 +26,29 @@ CREATE TABLE IF NOT EXISTS _dbsplit.table_evidence (
     load_seconds double precision,
     recorded_at timestamptz NOT NULL DEFAULT now()
 );
+CREATE TABLE IF NOT EXISTS _dbsplit.loads (
+    load_id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    target_table text NOT NULL,
+    status text NOT NULL,              -- loading, promoted, rolled_back, abandoned
+    chunk_rows integer NOT NULL,
+    columns jsonb NOT NULL,            -- the target columns the staging table was built with
+    chunks jsonb NOT NULL,             -- the chunk plan, fixed for the life of the load
+    run_id text NOT NULL,
+    started_at timestamptz NOT NULL DEFAULT now(),
+    finished_at timestamptz
+);
+CREATE UNIQUE INDEX IF NOT EXISTS loads_one_open ON _dbsplit.loads (target_table) WHERE status = 'loading';
+CREATE TABLE IF NOT EXISTS _dbsplit.chunks (
+    load_id bigint NOT NULL REFERENCES _dbsplit.loads,
+    chunk_index integer NOT NULL,
+    source_rows bigint NOT NULL,
+    rows bigint NOT NULL,
+    bytes bigint NOT NULL,
+    seconds double precision NOT NULL,
+    run_id text NOT NULL,
+    loaded_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (load_id, chunk_index)
+);
 """
 
 
@@ -68,3 +91,52 @@ def latest_evidence(conn: psycopg.Connection) -> list[Evidence]:
         " ORDER BY target_table, id DESC"
     ).fetchall()
     return [Evidence(*r) for r in rows]
+
+
+def open_load(conn: psycopg.Connection, target_table: str) -> tuple[int, int, list, list, set[int]] | None:
+    """The unfinished load of a table: (load_id, chunk_rows, columns, chunks, indexes of loaded chunks)."""
+    row = conn.execute(
+        "SELECT load_id, chunk_rows, columns, chunks FROM _dbsplit.loads WHERE target_table = %s AND status = 'loading'",
+        (target_table,)).fetchone()
+    if row is None:
+        return None
+    done = {r[0] for r in conn.execute("SELECT chunk_index FROM _dbsplit.chunks WHERE load_id = %s", (row[0],))}
+    return row[0], row[1], row[2], row[3], done
+
+
+def start_load(conn: psycopg.Connection, target_table: str, chunk_rows: int, columns: list, chunks: list,
+               run_id: str) -> int:
+    """Abandon any unfinished load of the table and open a new one; return its id."""
+    conn.execute("UPDATE _dbsplit.loads SET status = 'abandoned', finished_at = now() "
+                 "WHERE target_table = %s AND status = 'loading'", (target_table,))
+    return conn.execute(
+        "INSERT INTO _dbsplit.loads (target_table, status, chunk_rows, columns, chunks, run_id) "
+        "VALUES (%s, 'loading', %s, %s, %s, %s) RETURNING load_id",
+        (target_table, chunk_rows, json.dumps(columns), json.dumps(chunks), run_id)).fetchone()[0]
+
+
+def claim_chunk(conn: psycopg.Connection, load_id: int, index: int, source_rows: int, run_id: str) -> bool:
+    """Claim a chunk inside its loading transaction; False when it is loaded already (or being loaded).
+
+    The claim and the chunk's rows commit together, so a chunk is in staging entirely or not at all.
+    """
+    return conn.execute(
+        "INSERT INTO _dbsplit.chunks (load_id, chunk_index, source_rows, rows, bytes, seconds, run_id) "
+        "VALUES (%s, %s, %s, 0, 0, 0, %s) ON CONFLICT DO NOTHING RETURNING 1",
+        (load_id, index, source_rows, run_id)).fetchone() is not None
+
+
+def complete_chunk(conn: psycopg.Connection, load_id: int, index: int, rows: int, size: int, seconds: float) -> None:
+    conn.execute("UPDATE _dbsplit.chunks SET rows = %s, bytes = %s, seconds = %s WHERE load_id = %s AND chunk_index = %s",
+                 (rows, size, seconds, load_id, index))
+
+
+def chunk_totals(conn: psycopg.Connection, load_id: int) -> tuple[int, int, int, float]:
+    """(chunks loaded, source rows, loaded rows, load seconds) of a load."""
+    return conn.execute(
+        "SELECT count(*), coalesce(sum(source_rows), 0), coalesce(sum(rows), 0), coalesce(sum(seconds), 0) "
+        "FROM _dbsplit.chunks WHERE load_id = %s", (load_id,)).fetchone()
+
+
+def finish_load(conn: psycopg.Connection, load_id: int, status: str) -> None:
+    conn.execute("UPDATE _dbsplit.loads SET status = %s, finished_at = now() WHERE load_id = %s", (status, load_id))

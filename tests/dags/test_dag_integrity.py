@@ -44,20 +44,38 @@ def test_one_migrate_dag_per_service(dagbag) -> None:
     assert set(dagbag.dag_ids) == expected
 
 
+STEPS = ("plan_chunks", "extract", "transform", "load", "validate")
+SERVICE_TASKS = {"prepare_target", "checkpoint", "promote", "rollback", "hold", "finish"}
+
+
 def test_tasks_per_table_retries_and_no_cycles(dagbag) -> None:
     plan = load_plan(DEFAULT_PLAN)
     for spec in service_specs(plan):
         dag = dagbag.dags[spec.dag_id]
         dag.check_cycle()
-        expected = {"prepare_target"} | {f"{t.group_id}.{step}" for t in spec.tables
-                                         for step in ("extract", "transform", "load", "validate")}
-        assert set(dag.task_ids) == expected
+        assert set(dag.task_ids) == SERVICE_TASKS | {f"{t.group_id}.{s}" for t in spec.tables for s in STEPS}
         assert {task.retries for task in dag.tasks} == {plan.defaults.retries}
         for t in spec.tables:
-            chain = [dag.get_task(f"{t.group_id}.{s}") for s in ("extract", "transform", "load", "validate")]
+            chain = [dag.get_task(f"{t.group_id}.{s}") for s in STEPS]
             for upstream, downstream in zip(chain, chain[1:]):
                 assert downstream.task_id in upstream.downstream_task_ids
             assert "prepare_target" in chain[0].upstream_task_ids
+            assert "checkpoint" in chain[-1].downstream_task_ids
+
+
+def test_chunk_steps_are_mapped_with_readable_labels(dagbag) -> None:
+    dag = dagbag.dags["dbsplit_migrate_users"]
+    for step in ("extract", "transform", "load"):
+        task = dag.get_task(f"users.{step}")
+        assert task.is_mapped and task.map_index_template == "{{ chunk_label }}"
+
+
+def test_checkpoint_branches_and_finish_always_runs(dagbag) -> None:
+    dag = dagbag.dags["dbsplit_migrate_users"]
+    assert dag.get_task("checkpoint").downstream_task_ids == {"promote", "rollback", "hold"}
+    assert dag.get_task("checkpoint").trigger_rule == "all_done"
+    assert dag.get_task("finish").trigger_rule == "all_done"
+    assert dag.get_task("finish").upstream_task_ids == {"promote", "rollback", "hold"}
 
 
 def test_parsing_imports_no_heavy_or_database_modules() -> None:

@@ -1,0 +1,86 @@
+"""Staging tables in the target: loads land in `_dbsplit_staging`, are validated there, then promoted.
+
+Promotion swaps the staging table into place in one transaction and keeps the previous live table
+in `_dbsplit_prev` until the next promotion, so a rollback after promotion is a swap back.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Sequence
+
+import psycopg
+from psycopg import sql
+
+from dbsplit.catalog import table_oid
+from dbsplit.ddl import MANAGED_COMMENT
+
+STAGING = "_dbsplit_staging"
+PREVIOUS = "_dbsplit_prev"
+
+
+def side_name(schema: str, table: str) -> str:
+    """The name a target table has in the staging and previous schemas (unique across target schemas)."""
+    name = f"{schema}.{table}"
+    if len(name.encode()) <= 63:
+        return name
+    return f"{name.encode()[:50].decode(errors='ignore')}~{hashlib.sha1(name.encode()).hexdigest()[:8]}"
+
+
+def staging_ident(schema: str, table: str) -> sql.Identifier:
+    return sql.Identifier(STAGING, side_name(schema, table))
+
+
+def create_staging_table(conn: psycopg.Connection, schema: str, table: str, columns: Sequence[tuple[str, str]]) -> None:
+    """(Re)create an empty staging table with the target's columns and types and no constraints.
+
+    Constraints are added at promotion: bulk loads run faster without indexes, and duplicates or
+    NULLs are then reported by validation instead of aborting a load.
+    """
+    conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(STAGING)))
+    ident = staging_ident(schema, table)
+    conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(ident))
+    cols = sql.SQL(", ").join(sql.SQL("{} {}").format(sql.Identifier(n), sql.SQL(t)) for n, t in columns)
+    conn.execute(sql.SQL("CREATE UNLOGGED TABLE {} ({})").format(ident, cols))
+
+
+def drop_staging_table(conn: psycopg.Connection, schema: str, table: str) -> None:
+    conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(staging_ident(schema, table)))
+
+
+def promote(conn: psycopg.Connection, schema: str, table: str, key: Sequence[str], not_null: Sequence[str]) -> None:
+    """Inside the caller's transaction: constrain the staging table and swap it into place."""
+    stg = staging_ident(schema, table)
+    conn.execute(sql.SQL("ALTER TABLE {} SET LOGGED").format(stg))
+    for col in not_null:
+        conn.execute(sql.SQL("ALTER TABLE {} ALTER COLUMN {} SET NOT NULL").format(stg, sql.Identifier(col)))
+    if key:
+        conn.execute(sql.SQL("ALTER TABLE {} ADD PRIMARY KEY ({})").format(stg, sql.SQL(", ").join(map(sql.Identifier, key))))
+    conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(PREVIOUS)))
+    prev = sql.Identifier(PREVIOUS, side_name(schema, table))
+    conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(prev))
+    if table_oid(conn, schema, table) is not None:
+        live = sql.Identifier(schema, table)
+        conn.execute(sql.SQL("ALTER TABLE {} SET SCHEMA {}").format(live, sql.Identifier(PREVIOUS)))
+        conn.execute(sql.SQL("ALTER TABLE {} RENAME TO {}").format(sql.Identifier(PREVIOUS, table),
+                                                                  sql.Identifier(side_name(schema, table))))
+    conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
+    conn.execute(sql.SQL("ALTER TABLE {} SET SCHEMA {}").format(stg, sql.Identifier(schema)))
+    conn.execute(sql.SQL("ALTER TABLE {} RENAME TO {}").format(sql.Identifier(schema, side_name(schema, table)),
+                                                              sql.Identifier(table)))
+    conn.execute(sql.SQL("COMMENT ON TABLE {} IS {}").format(sql.Identifier(schema, table), sql.Literal(MANAGED_COMMENT)))
+
+
+def check_managed(conn: psycopg.Connection, schema: str, table: str) -> None:
+    """Raise TargetConflict when a live table of that name exists and dbsplit did not create it."""
+    from dbsplit.ddl import TargetConflict
+
+    oid = table_oid(conn, schema, table)
+    if oid is None:
+        return
+    comment = conn.execute("SELECT obj_description(%s::oid, 'pg_class')", (oid,)).fetchone()[0]
+    if comment != MANAGED_COMMENT:
+        raise TargetConflict(
+            f"table {schema}.{table} in target database {conn.info.dbname!r} exists and was not created by dbsplit; "
+            "dbsplit never overwrites it. Fix: drop or rename it, or give the table another `name` in the plan."
+        )
