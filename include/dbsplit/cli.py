@@ -32,20 +32,9 @@ def _cmd_env(args: argparse.Namespace) -> int:
 
 
 def _cmd_plan(args: argparse.Namespace) -> int:
-    from dbsplit.plan import load_plan
-    from dbsplit.specs import service_specs
+    from dbsplit.plan.commands import run
 
-    plan = load_plan(args.plan)
-    specs = service_specs(plan)
-    if args.action == "check":
-        print(f"{args.plan}: OK, plan {plan.name!r}: {len(specs)} services, "
-              f"{sum(len(s.tables) for s in specs)} tables")
-        return 0
-    for spec in specs:
-        print(f"{spec.service}  ->  {spec.target_conn_id}  (DAG {spec.dag_id})")
-        for t in spec.tables:
-            print(f"    {t.source_schema}.{t.source_table}  ->  {t.target_schema}.{t.target_table}")
-    return 0
+    return run(args)
 
 
 def _cmd_sample(args: argparse.Namespace) -> int:
@@ -93,6 +82,7 @@ def _cmd_airflow(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from dbsplit.dagfactory import DEFAULT_PLAN
+    from dbsplit.plan.commands import add_arguments as add_plan_arguments
 
     parser = argparse.ArgumentParser(prog="dbsplit", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -102,9 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
     env = sub.add_parser("env", help="print AIRFLOW_CONN_* exports for a plan on the dbsplit server")
     env.add_argument("--plan", default=str(DEFAULT_PLAN))
     env.set_defaults(func=_cmd_env)
-    plan = sub.add_parser("plan", help="check or show a migration plan")
-    plan.add_argument("action", choices=["check", "show"])
-    plan.add_argument("plan")
+    plan = sub.add_parser("plan", help="check, show or start a migration plan")
+    add_plan_arguments(plan)
     plan.set_defaults(func=_cmd_plan)
     sample = sub.add_parser("sample", help="create a sample monolith")
     sample.add_argument("--name", default="jobboard")

@@ -1,6 +1,7 @@
-"""Migration plans: pydantic models and YAML loading with precise error locations."""
+"""Migration plans: pydantic models, YAML loading with precise error locations, checks and service order."""
 
-from dbsplit.plan.load import load_plan
+from dbsplit.plan.load import load_plan, read_plan
 from dbsplit.plan.models import Plan, Service, TableRoute
+from dbsplit.plan.order import ServiceCycleError, migration_levels
 
-__all__ = ["Plan", "Service", "TableRoute", "load_plan"]
+__all__ = ["Plan", "Service", "ServiceCycleError", "TableRoute", "load_plan", "migration_levels", "read_plan"]
