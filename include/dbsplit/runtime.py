@@ -11,6 +11,7 @@ import logging
 import os
 import re
 import signal
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from psycopg import sql
 from dbsplit import catalog, conn, provision, staging, state
 from dbsplit.errors import DataCheckFailed
 from dbsplit.move import copy
+from dbsplit.validate import checksums
 from dbsplit.move.chunks import Chunk, chunk_where, plan_chunks as compute_chunks
 
 log = logging.getLogger(__name__)
@@ -91,22 +93,34 @@ def plan_chunks(service: dict[str, Any], table: dict[str, Any], run_id: str) -> 
 
 
 def extract(service: dict[str, Any], table: dict[str, Any], chunk: dict[str, Any], run_id: str) -> dict[str, Any]:
-    """Copy one chunk of the source table into a staging file, in one read-only snapshot."""
+    """Copy one chunk of the source table into a staging file and checksum it, both in one read-only snapshot.
+
+    The checksum runs in a second session on the exported snapshot, in parallel with the COPY.
+    """
     out = {"chunk": chunk, "label": f"{table['target_table']} {chunk['index'] + 1}/{chunk['count']}"}
     if chunk["done"]:
         log.info("%s: loaded by an earlier run, skipped", out["label"])
         return out | {"skipped": True}
     path = staging_file(service["dag_id"], run_id, table["group_id"], f"chunk-{chunk['index']:05d}.pgcopy")
-    with copy.source_connection(conn.resolve(service["source_conn_id"])) as src, src.transaction():
+    source = conn.resolve(service["source_conn_id"])
+    with copy.source_connection(source) as src, src.transaction():
         info = catalog.read_table(src, table["source_schema"], table["source_table"])
-        query = copy.select_sql(info.schema, info.name, info.copy_columns)
+        relation = sql.Identifier(info.schema, info.name)
         where = chunk_where(Chunk.from_dict(chunk), chunk["key"])
+        query = copy.select_sql(info.schema, info.name, info.copy_columns)
         if where is not None:
             query = sql.SQL("{} WHERE {}").format(query, where)
-        result = copy.extract_to_file(src, query, path)
+        snapshot = copy.export_snapshot(src)
+        with ThreadPoolExecutor(1) as pool:
+            checksum = pool.submit(copy.in_snapshot, source, snapshot, lambda c: checksums.chunk_checksum(
+                c, relation, checksums.columns(info.copy_columns), where))
+            result = copy.extract_to_file(src, query, path)
+            source_checksum = checksum.result()
+    if source_checksum.rows != result.rows:
+        raise DataCheckFailed(f"{out['label']}: COPY read {result.rows} rows but the snapshot holds {source_checksum.rows}")
     _log_rate("extracted", out["label"], result)
     return out | {"skipped": False, "path": str(path), "rows": result.rows, "bytes": result.bytes,
-                  "columns": info.copy_columns}
+                  "columns": info.copy_columns, "source_checksum": source_checksum.total}
 
 
 def transform(service: dict[str, Any], table: dict[str, Any], extracted: dict[str, Any]) -> dict[str, Any]:
@@ -123,7 +137,8 @@ def load(service: dict[str, Any], table: dict[str, Any], transformed: dict[str, 
         return {"label": transformed["label"], "skipped": True, "rows": 0}
     path = _open_path(transformed["path"])
     with psycopg.connect(conn.resolve(service["target_conn_id"])) as tgt, tgt.transaction():
-        if not state.claim_chunk(tgt, chunk["load_id"], chunk["index"], transformed["rows"], run_id):
+        if not state.claim_chunk(tgt, chunk["load_id"], chunk["index"], transformed["rows"],
+                                 transformed.get("source_checksum"), run_id):
             log.info("%s: already loaded (a concurrent or earlier attempt), skipped", transformed["label"])
             return {"label": transformed["label"], "skipped": True, "rows": 0}
         result = copy.load_from_file(tgt, staging.STAGING, staging.side_name(table["target_schema"], table["target_table"]), transformed["columns"], path)
@@ -148,22 +163,61 @@ def validate(service: dict[str, Any], table: dict[str, Any], chunks: list[dict[s
         raise DataCheckFailed(f"{_qualified(table)}: only {loaded_chunks} of {len(chunks)} chunks are loaded")
     with copy.source_connection(conn.resolve(service["source_conn_id"])) as src:
         info = catalog.read_table(src, table["source_schema"], table["source_table"])
-    result = validate_table(target, staging.STAGING, staging.side_name(table["target_schema"], table["target_table"]), expected_rows=source_rows,
+    stg_name = staging.side_name(table["target_schema"], table["target_table"])
+    result = validate_table(target, staging.STAGING, stg_name, expected_rows=source_rows,
                             key_columns=list(info.primary_key), not_null_columns=info.not_null_columns)
+    outcomes = [o.__dict__ for o in result.outcomes] + [_checksum_outcome(service, table, chunks, info.copy_columns)]
+    success = all(o["success"] for o in outcomes)
     rows_check = next((o for o in result.outcomes if o.expectation == ROW_COUNT), None)
     ev = state.Evidence(
         dag_id=service["dag_id"], run_id=run_id, service=service["service"],
         source_table=f"{table['source_schema']}.{table['source_table']}", target_table=_qualified(table),
-        source_rows=source_rows, target_rows=rows_check.observed if rows_check else None, success=result.success,
-        checks=[o.__dict__ for o in result.outcomes], load_seconds=load_seconds,
+        source_rows=source_rows, target_rows=rows_check.observed if rows_check else None, success=success,
+        checks=outcomes, load_seconds=load_seconds,
     )
     with psycopg.connect(target) as tgt, tgt.transaction():
         state.record_evidence(tgt, ev)
-    if not result.success:
-        raise DataCheckFailed(result.summary())
+    if not success:
+        raise DataCheckFailed("; ".join(f"{_qualified(table)}: {o['expectation']} failed: {o['details']}"
+                                        for o in outcomes if not o["success"]))
     log.info("%s: %d source rows, %s staged rows, %d checks passed", _qualified(table), source_rows,
-             ev.target_rows, len(result.outcomes))
+             ev.target_rows, len(outcomes))
     return {"source_rows": source_rows, "target_rows": ev.target_rows, "success": True}
+
+
+CHECKSUM = "dbsplit_chunk_checksums_match"
+
+
+def _checksum_outcome(service: dict[str, Any], table: dict[str, Any], chunks: list[dict[str, Any]],
+                      cols: list[str]) -> dict[str, Any]:
+    """Compare every chunk's source checksum with the staged rows'; locate differing rows of failed chunks."""
+    plan = [Chunk.from_dict(c) for c in chunks]
+    key = chunks[0]["key"]
+    relation = staging.staging_ident(table["target_schema"], table["target_table"])
+    exprs = checksums.columns(cols)
+    with psycopg.connect(conn.resolve(service["target_conn_id"])) as tgt:
+        expected = state.source_checksums(tgt, chunks[0]["load_id"])
+        actual = checksums.checksums_by_chunk(tgt, relation, exprs, plan, key)
+        bad = [c for c in plan if [expected[c.index][0], expected[c.index][1]] != actual[c.index].as_list()]
+        located = {c.index: _differing_rows(service, table, tgt, relation, exprs, c, key) for c in bad[:3]}
+    details = "; ".join(f"chunk {c.label} (key {c.lo or '-inf'} .. {c.hi or '+inf'}): rows with key "
+                        f"{', '.join(located.get(c.index, [])) or '(not located)'} differ" for c in bad)
+    return {"expectation": CHECKSUM, "column": None, "success": not bad,
+            "observed": {"chunks": len(plan), "mismatched_chunks": [c.index for c in bad],
+                         "differing_keys": {str(i): keys for i, keys in located.items()}},
+            "details": details or f"all {len(plan)} chunk checksums match the source"}
+
+
+def _differing_rows(service: dict[str, Any], table: dict[str, Any], tgt: psycopg.Connection,
+                    relation: sql.Composable, exprs: list, chunk: Chunk, key: list[str]) -> list[str]:
+    """Keys of the rows of one chunk that differ between the source (now) and staging."""
+    if not key:
+        return []
+    where = chunk_where(chunk, key)
+    with copy.source_connection(conn.resolve(service["source_conn_id"])) as src, src.transaction():
+        source_rows = checksums.row_fingerprints(
+            src, sql.Identifier(table["source_schema"], table["source_table"]), exprs, key, where)
+    return checksums.differing_keys(source_rows, checksums.row_fingerprints(tgt, relation, exprs, key, where))
 
 
 def checkpoint(service: dict[str, Any], run_id: str) -> str:

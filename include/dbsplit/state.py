@@ -42,6 +42,7 @@ CREATE TABLE IF NOT EXISTS _dbsplit.chunks (
     load_id bigint NOT NULL REFERENCES _dbsplit.loads,
     chunk_index integer NOT NULL,
     source_rows bigint NOT NULL,
+    source_checksum text,              -- checksum of the chunk's source rows, taken in the extract snapshot
     rows bigint NOT NULL,
     bytes bigint NOT NULL,
     seconds double precision NOT NULL,
@@ -115,15 +116,16 @@ def start_load(conn: psycopg.Connection, target_table: str, chunk_rows: int, col
         (target_table, chunk_rows, json.dumps(columns), json.dumps(chunks), run_id)).fetchone()[0]
 
 
-def claim_chunk(conn: psycopg.Connection, load_id: int, index: int, source_rows: int, run_id: str) -> bool:
+def claim_chunk(conn: psycopg.Connection, load_id: int, index: int, source_rows: int, source_checksum: str | None,
+                run_id: str) -> bool:
     """Claim a chunk inside its loading transaction; False when it is loaded already (or being loaded).
 
     The claim and the chunk's rows commit together, so a chunk is in staging entirely or not at all.
     """
     return conn.execute(
-        "INSERT INTO _dbsplit.chunks (load_id, chunk_index, source_rows, rows, bytes, seconds, run_id) "
-        "VALUES (%s, %s, %s, 0, 0, 0, %s) ON CONFLICT DO NOTHING RETURNING 1",
-        (load_id, index, source_rows, run_id)).fetchone() is not None
+        "INSERT INTO _dbsplit.chunks (load_id, chunk_index, source_rows, source_checksum, rows, bytes, seconds, run_id) "
+        "VALUES (%s, %s, %s, %s, 0, 0, 0, %s) ON CONFLICT DO NOTHING RETURNING 1",
+        (load_id, index, source_rows, source_checksum, run_id)).fetchone() is not None
 
 
 def complete_chunk(conn: psycopg.Connection, load_id: int, index: int, rows: int, size: int, seconds: float) -> None:
@@ -140,3 +142,9 @@ def chunk_totals(conn: psycopg.Connection, load_id: int) -> tuple[int, int, int,
 
 def finish_load(conn: psycopg.Connection, load_id: int, status: str) -> None:
     conn.execute("UPDATE _dbsplit.loads SET status = %s, finished_at = now() WHERE load_id = %s", (status, load_id))
+
+
+def source_checksums(conn: psycopg.Connection, load_id: int) -> dict[int, tuple[int, str | None]]:
+    """chunk index -> (source rows, source checksum) of a load."""
+    return {i: (n, c) for i, n, c in conn.execute(
+        "SELECT chunk_index, source_rows, source_checksum FROM _dbsplit.chunks WHERE load_id = %s", (load_id,))}

@@ -56,3 +56,15 @@ def load_from_file(conn: psycopg.Connection, schema: str, table: str, columns: S
                 size += len(data)
         rows = cur.rowcount
     return CopyResult(rows, size, time.perf_counter() - start)
+
+
+def export_snapshot(conn: psycopg.Connection) -> str:
+    """Export the snapshot of conn's current transaction so that another session can see the same rows."""
+    return conn.execute("SELECT pg_export_snapshot()").fetchone()[0]
+
+
+def in_snapshot(conninfo: str, snapshot: str, work: Any) -> Any:
+    """Run work(conn) in a new read-only session that sees exactly the exported snapshot."""
+    with source_connection(conninfo) as conn, conn.transaction():
+        conn.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(snapshot)))
+        return work(conn)
