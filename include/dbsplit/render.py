@@ -44,33 +44,42 @@ def _prepare_target(service: dict[str, Any]) -> dict[str, Any]:
 
 
 @task(task_id="plan_chunks")
-def _plan_chunks(service: dict[str, Any], table: dict[str, Any], run_id: str | None = None) -> list[dict[str, Any]]:
-    """Split the table into key-range chunks (or resume an unfinished load)."""
-    return _run("plan_chunks", service, table, run_id)
+def _plan_chunks(service: dict[str, Any], selector: str | None, run_id: str | None = None) -> list[dict[str, Any]]:
+    """Split the table(s) into key-range chunks (or resume an unfinished load)."""
+    return _run("plan_chunks", service, selector, run_id)
 
 
 @task(task_id="extract", map_index_template="{{ chunk_label }}")
-def _extract(chunk: dict[str, Any], service: dict[str, Any], table: dict[str, Any], run_id: str | None = None) -> dict[str, Any]:
+def _extract(chunk: dict[str, Any], service: dict[str, Any], run_id: str | None = None) -> dict[str, Any]:
     """Copy one chunk of the source table into staging."""
-    return _label(_run("extract", service, table, chunk, run_id))
+    return _label(_run("extract", service, chunk, run_id))
 
 
 @task(task_id="transform", map_index_template="{{ chunk_label }}")
-def _transform(extracted: dict[str, Any], service: dict[str, Any], table: dict[str, Any]) -> dict[str, Any]:
+def _transform(extracted: dict[str, Any], service: dict[str, Any], run_id: str | None = None) -> dict[str, Any]:
     """Apply the plan's transforms to one chunk."""
-    return _label(_run("transform", service, table, extracted))
+    return _label(_run("transform", service, extracted, run_id))
 
 
 @task(task_id="load", map_index_template="{{ chunk_label }}")
-def _load(transformed: dict[str, Any], service: dict[str, Any], table: dict[str, Any], run_id: str | None = None) -> dict[str, Any]:
+def _load(transformed: dict[str, Any], service: dict[str, Any], run_id: str | None = None) -> dict[str, Any]:
     """Load one chunk into the target's staging table."""
-    return _label(_run("load", service, table, transformed, run_id))
+    return _label(_run("load", service, transformed, run_id))
 
 
-@task(task_id="validate")
-def _validate(service: dict[str, Any], table: dict[str, Any], chunks: list[dict[str, Any]], run_id: str | None = None) -> dict[str, Any]:
+@task(task_id="validate", map_index_template="{{ table_label }}")
+def _validate(selector: str, service: dict[str, Any], run_id: str | None = None) -> dict[str, Any]:
     """Check the staged table against the source and record the evidence."""
-    return _run("validate", service, table, chunks, run_id)
+    get_current_context()["table_label"] = selector
+    return _run("validate", service, selector, run_id)
+
+
+@task(task_id="tables")
+def _tables(chunks: list[dict[str, Any]]) -> list[str]:
+    """The tables found in the whole-schema routes."""
+    from dbsplit.runtime import table_names
+
+    return table_names(chunks)
 
 
 @task.branch(task_id="checkpoint", trigger_rule=ALL_DONE)
@@ -105,10 +114,18 @@ def _finish(service: dict[str, Any], run_id: str | None = None) -> None:
 def service_descriptor(spec: ServiceDagSpec) -> dict[str, Any]:
     """The JSON-able service description every task receives."""
     return {
-        "dag_id": spec.dag_id, "service": spec.service, "plan": spec.plan_name,
+        "dag_id": spec.dag_id, "service": spec.service, "plan": spec.plan_name, "plan_path": spec.plan_path,
         "source_conn_id": spec.source_conn_id, "target_conn_id": spec.target_conn_id,
         "chunk_rows": spec.chunk_rows, "tables": [t.as_dict() for t in spec.tables],
     }
+
+
+def _chunk_pipeline(service: dict[str, Any], selector: str | None) -> tuple[Any, Any]:
+    """plan_chunks -> extract -> transform -> load (mapped over chunks); returns (chunks, loaded)."""
+    chunks = _plan_chunks(service, selector)
+    extracted = _extract.partial(service=service).expand(chunk=chunks)
+    transformed = _transform.partial(service=service).expand(extracted=extracted)
+    return chunks, _load.partial(service=service).expand(transformed=transformed)
 
 
 def render_migrate_dag(spec: ServiceDagSpec) -> DAG:
@@ -128,13 +145,16 @@ def render_migrate_dag(spec: ServiceDagSpec) -> DAG:
         prepared = _prepare_target(service)
         decision = _checkpoint(service)
         for table in spec.tables:
-            t = table.as_dict()
             with TaskGroup(group_id=table.group_id, tooltip=f"{table.source_schema}.{table.source_table}"):
-                chunks = _plan_chunks(service, t)
-                extracted = _extract.partial(service=service, table=t).expand(chunk=chunks)
-                transformed = _transform.partial(service=service, table=t).expand(extracted=extracted)
-                loaded = _load.partial(service=service, table=t).expand(transformed=transformed)
-                validated = _validate(service, t, chunks)
+                chunks, loaded = _chunk_pipeline(service, table.target_table)
+                validated = _validate.override(map_index_template=None)(table.target_table, service)
+                loaded >> validated
+            prepared >> chunks
+            validated >> decision
+        if spec.whole_schemas:
+            with TaskGroup(group_id="whole_schemas", tooltip="tables of " + ", ".join(spec.whole_schemas)):
+                chunks, loaded = _chunk_pipeline(service, None)
+                validated = _validate.partial(service=service).expand(selector=_tables(chunks))
                 loaded >> validated
             prepared >> chunks
             validated >> decision

@@ -11,6 +11,7 @@ import logging
 import os
 import re
 import signal
+from functools import lru_cache
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -18,10 +19,12 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from dbsplit import catalog, conn, provision, staging, state
+from dbsplit import catalog, conn, provision, resolve, staging, state
 from dbsplit.errors import DataCheckFailed
 from dbsplit.move import copy
 from dbsplit.validate import checksums
+from dbsplit.plan import Plan, load_plan
+from dbsplit.resolved import ResolvedTable
 from dbsplit.move.chunks import Chunk, chunk_where, plan_chunks as compute_chunks
 
 log = logging.getLogger(__name__)
@@ -54,10 +57,6 @@ def _open_path(text: str) -> Any:
     return ObjectStoragePath(text) if "://" in text else Path(text)
 
 
-def _qualified(table: dict[str, Any]) -> str:
-    return f"{table['target_schema']}.{table['target_table']}"
-
-
 def prepare_target(service: dict[str, Any]) -> dict[str, Any]:
     """Create the target database and state schema; refuse live tables that dbsplit did not create."""
     target = conn.resolve(service["target_conn_id"])
@@ -70,136 +69,233 @@ def prepare_target(service: dict[str, Any]) -> dict[str, Any]:
     return {"database_created": created_db}
 
 
-def plan_chunks(service: dict[str, Any], table: dict[str, Any], run_id: str) -> list[dict[str, Any]]:
-    """The table's chunks: those of its unfinished load (resume), or a new plan over a fresh staging table."""
+@lru_cache(maxsize=8)
+def _plan(path: str) -> Plan:
+    return load_plan(path)
+
+
+def _resolved(service: dict[str, Any], src: psycopg.Connection) -> list[ResolvedTable]:
+    return resolve.resolve_service(_plan(service["plan_path"]), service["service"], src)
+
+
+def _selected(service: dict[str, Any], tables: list[ResolvedTable], selector: str | None) -> list[ResolvedTable]:
+    """The table a static task group stands for, or (selector None) every table of whole-schema routes."""
+    if selector is not None:
+        return [t for t in tables if t.target_table == selector]
+    static = {t["target_table"] for t in service["tables"]}
+    return [t for t in tables if t.target_table not in static]
+
+
+def _target_columns(rt: ResolvedTable) -> list[list[str]]:
+    return [[m.target, m.target_type] for m in rt.columns]
+
+
+def plan_chunks(service: dict[str, Any], selector: str | None, run_id: str) -> list[dict[str, Any]]:
+    """Chunks of the selected table(s): those of an unfinished load (resume), or a new plan over fresh staging."""
+    out: list[dict[str, Any]] = []
     with copy.source_connection(conn.resolve(service["source_conn_id"])) as src, src.transaction():
-        info = catalog.read_table(src, table["source_schema"], table["source_table"])
-        columns = [[c.name, c.type_sql] for c in info.columns if c.generated_expr is None]
-        with psycopg.connect(conn.resolve(service["target_conn_id"])) as tgt, tgt.transaction():
-            resumable = state.open_load(tgt, _qualified(table))
-            if resumable and resumable[1] == service["chunk_rows"] and resumable[2] == columns:
-                load_id, _, _, chunks, done = resumable
-                log.info("%s: resuming load %d: %d of %d chunks already loaded", _qualified(table), load_id,
-                         len(done), len(chunks))
-            else:
-                key_types = [next(c.type_sql for c in info.columns if c.name == k) for k in info.primary_key]
-                chunks = [c.as_dict() for c in compute_chunks(src, info.schema, info.name, info.primary_key, key_types,
-                                                               service["chunk_rows"])]
-                staging.create_staging_table(tgt, table["target_schema"], table["target_table"], columns)
-                load_id = state.start_load(tgt, _qualified(table), service["chunk_rows"], columns, chunks, run_id)
-                done = set()
-                log.info("%s: new load %d in %d chunk(s)", _qualified(table), load_id, len(chunks))
-    return [{**c, "load_id": load_id, "done": c["index"] in done, "key": list(info.primary_key)} for c in chunks]
+        tables = _selected(service, _resolved(service, src), selector)
+        with psycopg.connect(conn.resolve(service["target_conn_id"])) as tgt:
+            for rt in tables:
+                with tgt.transaction():
+                    out += _table_chunks(src, tgt, rt, run_id)
+    return out
 
 
-def extract(service: dict[str, Any], table: dict[str, Any], chunk: dict[str, Any], run_id: str) -> dict[str, Any]:
-    """Copy one chunk of the source table into a staging file and checksum it, both in one read-only snapshot.
+def _table_chunks(src: psycopg.Connection, tgt: psycopg.Connection, rt: ResolvedTable, run_id: str) -> list[dict[str, Any]]:
+    name, columns = f"{rt.target_schema}.{rt.target_table}", _target_columns(rt)
+    resumable = state.open_load(tgt, name)
+    if resumable and resumable[1] == rt.chunk_rows and resumable[2] == columns:
+        load_id, _, _, chunks, done = resumable
+        log.info("%s: resuming load %d: %d of %d chunks already loaded", name, load_id, len(done), len(chunks))
+    else:
+        info = catalog.read_table(src, rt.source_schema, rt.source_table)
+        key_types = [next(c.type_sql for c in info.columns if c.name == k) for k in rt.source_key]
+        chunks = [c.as_dict() for c in compute_chunks(src, rt.source_schema, rt.source_table, rt.source_key,
+                                                       key_types, rt.chunk_rows, rt.filter)]
+        staging.create_staging_table(tgt, rt.target_schema, rt.target_table, [tuple(c) for c in columns])
+        load_id, done = state.start_load(tgt, name, rt.chunk_rows, columns, chunks, run_id), set()
+        log.info("%s: new load %d in %d chunk(s)", name, load_id, len(chunks))
+    table = rt.as_dict()
+    return [{**c, "load_id": load_id, "done": c["index"] in done, "table": table,
+             "label": f"{rt.target_table} {c['index'] + 1}/{c['count']}"} for c in chunks]
 
-    The checksum runs in a second session on the exported snapshot, in parallel with the COPY.
+
+def extract(service: dict[str, Any], chunk: dict[str, Any], run_id: str) -> dict[str, Any]:
+    """Copy one chunk of the source into a staging file, in one read-only snapshot.
+
+    Pass-through tables are copied as raw binary COPY and checksummed by a second session on the
+    exported snapshot, in parallel with the COPY; other tables take the transformed path.
     """
-    out = {"chunk": chunk, "label": f"{table['target_table']} {chunk['index'] + 1}/{chunk['count']}"}
+    out = {"chunk": chunk, "label": chunk["label"]}
     if chunk["done"]:
         log.info("%s: loaded by an earlier run, skipped", out["label"])
         return out | {"skipped": True}
-    path = staging_file(service["dag_id"], run_id, table["group_id"], f"chunk-{chunk['index']:05d}.pgcopy")
+    rt = ResolvedTable.from_dict(chunk["table"])
+    path = staging_file(service["dag_id"], run_id, _safe(rt.target_table), f"chunk-{chunk['index']:05d}.extract")
     source = conn.resolve(service["source_conn_id"])
+    where = chunk_where(Chunk.from_dict(chunk), rt.source_key)
     with copy.source_connection(source) as src, src.transaction():
-        info = catalog.read_table(src, table["source_schema"], table["source_table"])
-        relation = sql.Identifier(info.schema, info.name)
-        where = chunk_where(Chunk.from_dict(chunk), chunk["key"])
-        query = copy.select_sql(info.schema, info.name, info.copy_columns)
+        if not rt.passthrough:
+            from dbsplit.move import transform as tx
+
+            stats = tx.extract_chunk(src, rt, where, path)
+            log.info("extracted %s: %d rows in %.2f s", out["label"], stats.rows, stats.seconds)
+            return out | {"skipped": False, "path": str(path), "rows": stats.rows}
+        where = _and(where, rt.filter)
+        cols = [m.target for m in rt.columns]
+        query = copy.select_sql(rt.source_schema, rt.source_table, cols)
         if where is not None:
             query = sql.SQL("{} WHERE {}").format(query, where)
+        relation = sql.Identifier(rt.source_schema, rt.source_table)
         snapshot = copy.export_snapshot(src)
         with ThreadPoolExecutor(1) as pool:
             checksum = pool.submit(copy.in_snapshot, source, snapshot, lambda c: checksums.chunk_checksum(
-                c, relation, checksums.columns(info.copy_columns), where))
+                c, relation, checksums.columns(cols), where))
             result = copy.extract_to_file(src, query, path)
             source_checksum = checksum.result()
     if source_checksum.rows != result.rows:
         raise DataCheckFailed(f"{out['label']}: COPY read {result.rows} rows but the snapshot holds {source_checksum.rows}")
     _log_rate("extracted", out["label"], result)
-    return out | {"skipped": False, "path": str(path), "rows": result.rows, "bytes": result.bytes,
-                  "columns": info.copy_columns, "source_checksum": source_checksum.total}
+    return out | {"skipped": False, "path": str(path), "rows": result.rows, "source_checksum": source_checksum.total}
 
 
-def transform(service: dict[str, Any], table: dict[str, Any], extracted: dict[str, Any]) -> dict[str, Any]:
-    """Apply the plan's column transforms; a plan without transforms passes the file through undecoded."""
-    if not extracted["skipped"]:
-        log.info("%s: no transforms in the plan; pass-through (%d rows)", extracted["label"], extracted["rows"])
-    return extracted
+def _and(where: sql.Composable | None, filter_sql: str | None) -> sql.Composable | None:
+    """The chunk condition ANDed with the plan's row filter (the plan author's SQL, by design)."""
+    if not filter_sql:
+        return where
+    flt = sql.SQL("({})").format(sql.SQL(filter_sql))
+    return flt if where is None else sql.SQL("{} AND {}").format(where, flt)
 
 
-def load(service: dict[str, Any], table: dict[str, Any], transformed: dict[str, Any], run_id: str) -> dict[str, Any]:
+def transform(service: dict[str, Any], extracted: dict[str, Any], run_id: str) -> dict[str, Any]:
+    """Apply the plan's column transforms; pass-through tables go on undecoded."""
+    if extracted["skipped"]:
+        return extracted
+    rt = ResolvedTable.from_dict(extracted["chunk"]["table"])
+    if rt.passthrough:
+        log.info("%s: no transforms; pass-through (%d rows)", extracted["label"], extracted["rows"])
+        return extracted
+    from dbsplit.move import transform as tx
+
+    chunk = extracted["chunk"]
+    dst = staging_file(service["dag_id"], run_id, _safe(rt.target_table), f"chunk-{chunk['index']:05d}.load")
+    plan = _plan(service["plan_path"])
+    stats = tx.transform_chunk(_open_path(extracted["path"]), dst, rt, plan.namespace_uuid, mask_salt(plan))
+    _open_path(extracted["path"]).unlink()
+    log.info("transformed %s: %d rows in %.2f s", extracted["label"], stats.rows, stats.seconds)
+    return extracted | {"path": str(dst), "rows": stats.rows, "source_checksum": getattr(stats, "checksum", None)}
+
+
+def mask_salt(plan: Plan) -> bytes | None:
+    """The secret salt of `mask: hash`, from the Airflow variable or connection the plan names."""
+    salt = plan.defaults.mask_salt
+    if salt is None:
+        return None
+    if salt.variable:
+        from airflow.sdk import Variable
+
+        return Variable.get(salt.variable).encode()
+    from airflow.sdk import BaseHook
+
+    value = getattr(BaseHook.get_connection(salt.conn_id), salt.field or "password")
+    return str(value).encode()
+
+
+def load(service: dict[str, Any], transformed: dict[str, Any], run_id: str) -> dict[str, Any]:
     """Load one chunk into the staging table; the chunk's rows and its claim commit together (exactly once)."""
     chunk = transformed["chunk"]
     if transformed["skipped"]:
         return {"label": transformed["label"], "skipped": True, "rows": 0}
+    rt = ResolvedTable.from_dict(chunk["table"])
     path = _open_path(transformed["path"])
+    stg = staging.side_name(rt.target_schema, rt.target_table)
     with psycopg.connect(conn.resolve(service["target_conn_id"])) as tgt, tgt.transaction():
         if not state.claim_chunk(tgt, chunk["load_id"], chunk["index"], transformed["rows"],
                                  transformed.get("source_checksum"), run_id):
             log.info("%s: already loaded (a concurrent or earlier attempt), skipped", transformed["label"])
             return {"label": transformed["label"], "skipped": True, "rows": 0}
-        result = copy.load_from_file(tgt, staging.STAGING, staging.side_name(table["target_schema"], table["target_table"]), transformed["columns"], path)
-        if result.rows != transformed["rows"]:
-            raise DataCheckFailed(f"{transformed['label']}: extracted {transformed['rows']} rows but loaded {result.rows}")
-        state.complete_chunk(tgt, chunk["load_id"], chunk["index"], result.rows, result.bytes, result.seconds)
-        _fault_point(f"load:{table['target_table']}:{_count_load(table['target_table'])}")
-    _log_rate("loaded", transformed["label"], result)
+        rows, size, seconds, rejects = _copy_into_staging(tgt, rt, stg, path)
+        state.complete_chunk(tgt, chunk["load_id"], chunk["index"], rows, size, seconds)
+        state.record_rejects(tgt, chunk["load_id"], chunk["index"], rejects)
+        _fault_point(f"load:{rt.target_table}:{_count_load(rt.target_table)}")
+    log.info("loaded %s: %d rows (%d rejected) in %.2f s (%.0f rows/s)", transformed["label"], rows, len(rejects),
+             seconds, rows / seconds if seconds else 0)
     path.unlink()
-    return {"label": transformed["label"], "skipped": False, "rows": result.rows}
+    return {"label": transformed["label"], "skipped": False, "rows": rows, "rejects": len(rejects)}
 
 
-def validate(service: dict[str, Any], table: dict[str, Any], chunks: list[dict[str, Any]], run_id: str) -> dict[str, Any]:
-    """Check the staging table against what was extracted, record the evidence, raise DataCheckFailed on failure."""
+def _copy_into_staging(tgt: psycopg.Connection, rt: ResolvedTable, stg: str, path: Any) -> tuple[int, int, float, list]:
+    """(rows, bytes, seconds, rejects) of one chunk's COPY into the staging table."""
+    if rt.passthrough:
+        result = copy.load_from_file(tgt, staging.STAGING, stg, [m.target for m in rt.columns], path)
+        return result.rows, result.bytes, result.seconds, []
+    from dbsplit.move import transform as tx
+
+    stats = tx.load_chunk(tgt, staging.STAGING, stg, rt, path)
+    return stats.rows, getattr(stats, "bytes", 0), stats.seconds, list(stats.rejects)
+
+
+def validate(service: dict[str, Any], selector: str, run_id: str) -> dict[str, Any]:
+    """Check one staged table against what was extracted, record the evidence, raise DataCheckFailed on failure."""
     from dbsplit.validate.gx_checks import ROW_COUNT, validate_table
 
     target = conn.resolve(service["target_conn_id"])
-    load_id = chunks[0]["load_id"]
+    with copy.source_connection(conn.resolve(service["source_conn_id"])) as src, src.transaction():
+        [rt] = _selected(service, _resolved(service, src), selector)
+    name = f"{rt.target_schema}.{rt.target_table}"
     with psycopg.connect(target) as tgt:
-        loaded_chunks, source_rows, _, load_seconds = state.chunk_totals(tgt, load_id)
-    if loaded_chunks != len(chunks):
-        raise DataCheckFailed(f"{_qualified(table)}: only {loaded_chunks} of {len(chunks)} chunks are loaded")
-    with copy.source_connection(conn.resolve(service["source_conn_id"])) as src:
-        info = catalog.read_table(src, table["source_schema"], table["source_table"])
-    stg_name = staging.side_name(table["target_schema"], table["target_table"])
-    result = validate_table(target, staging.STAGING, stg_name, expected_rows=source_rows,
-                            key_columns=list(info.primary_key), not_null_columns=info.not_null_columns)
-    outcomes = [o.__dict__ for o in result.outcomes] + [_checksum_outcome(service, table, chunks, info.copy_columns)]
+        load_id, _, _, chunk_plan, done = state.open_load(tgt, name) or (None, 0, [], [], set())
+        if load_id is None or len(done) != len(chunk_plan):
+            raise DataCheckFailed(f"{name}: only {len(done)} of {len(chunk_plan)} chunks are loaded")
+        _, source_rows, _, load_seconds = state.chunk_totals(tgt, load_id)
+        rejects = state.reject_count(tgt, load_id)
+    stg_name = staging.side_name(rt.target_schema, rt.target_table)
+    result = validate_table(target, staging.STAGING, stg_name, expected_rows=source_rows - rejects,
+                            key_columns=list(rt.key), not_null_columns=[m.target for m in rt.columns if m.not_null])
+    outcomes = [o.__dict__ for o in result.outcomes]
+    outcomes += [_checksum_outcome(service, rt, load_id, [Chunk.from_dict(c) for c in chunk_plan]),
+                 _rejects_outcome(rt, rejects)]
     success = all(o["success"] for o in outcomes)
     rows_check = next((o for o in result.outcomes if o.expectation == ROW_COUNT), None)
     ev = state.Evidence(
         dag_id=service["dag_id"], run_id=run_id, service=service["service"],
-        source_table=f"{table['source_schema']}.{table['source_table']}", target_table=_qualified(table),
-        source_rows=source_rows, target_rows=rows_check.observed if rows_check else None, success=success,
-        checks=outcomes, load_seconds=load_seconds,
+        source_table=f"{rt.source_schema}.{rt.source_table}", target_table=name, source_rows=source_rows,
+        target_rows=rows_check.observed if rows_check else None, success=success, checks=outcomes,
+        load_seconds=load_seconds,
     )
     with psycopg.connect(target) as tgt, tgt.transaction():
         state.record_evidence(tgt, ev)
     if not success:
-        raise DataCheckFailed("; ".join(f"{_qualified(table)}: {o['expectation']} failed: {o['details']}"
+        raise DataCheckFailed("; ".join(f"{name}: {o['expectation']} failed: {o['details']}"
                                         for o in outcomes if not o["success"]))
-    log.info("%s: %d source rows, %s staged rows, %d checks passed", _qualified(table), source_rows,
-             ev.target_rows, len(outcomes))
+    log.info("%s: %d source rows, %s staged rows, %d rejected, %d checks passed", name, source_rows,
+             ev.target_rows, rejects, len(outcomes))
     return {"source_rows": source_rows, "target_rows": ev.target_rows, "success": True}
 
 
 CHECKSUM = "dbsplit_chunk_checksums_match"
+REJECTS = "dbsplit_rejected_rows_within_limit"
 
 
-def _checksum_outcome(service: dict[str, Any], table: dict[str, Any], chunks: list[dict[str, Any]],
-                      cols: list[str]) -> dict[str, Any]:
+def _rejects_outcome(rt: ResolvedTable, rejects: int) -> dict[str, Any]:
+    ok = rejects <= rt.max_rejected_rows
+    return {"expectation": REJECTS, "column": None, "success": ok, "observed": rejects,
+            "details": f"{rejects} row(s) rejected (see _dbsplit.rejects), at most {rt.max_rejected_rows} allowed"}
+
+
+def _checksum_outcome(service: dict[str, Any], rt: ResolvedTable, load_id: int, plan: list[Chunk]) -> dict[str, Any]:
     """Compare every chunk's source checksum with the staged rows'; locate differing rows of failed chunks."""
-    plan = [Chunk.from_dict(c) for c in chunks]
-    key = chunks[0]["key"]
-    relation = staging.staging_ident(table["target_schema"], table["target_table"])
-    exprs = checksums.columns(cols)
+    relation = staging.staging_ident(rt.target_schema, rt.target_table)
+    exprs = checksums.columns([m.target for m in rt.columns])
     with psycopg.connect(conn.resolve(service["target_conn_id"])) as tgt:
-        expected = state.source_checksums(tgt, chunks[0]["load_id"])
-        actual = checksums.checksums_by_chunk(tgt, relation, exprs, plan, key)
+        expected = state.source_checksums(tgt, load_id)
+        if not rt.passthrough or any(c is None for _, c in expected.values()):
+            return {"expectation": CHECKSUM, "column": None, "success": True, "observed": None,
+                    "details": "not computed: the transformed path has no source checksum yet (row count still checked)"}
+        actual = checksums.checksums_by_chunk(tgt, relation, exprs, plan, list(rt.source_key))
         bad = [c for c in plan if [expected[c.index][0], expected[c.index][1]] != actual[c.index].as_list()]
-        located = {c.index: _differing_rows(service, table, tgt, relation, exprs, c, key) for c in bad[:3]}
+        located = {c.index: _differing_rows(service, rt, tgt, relation, exprs, c) for c in bad[:3]}
     details = "; ".join(f"chunk {c.label} (key {c.lo or '-inf'} .. {c.hi or '+inf'}): rows with key "
                         f"{', '.join(located.get(c.index, [])) or '(not located)'} differ" for c in bad)
     return {"expectation": CHECKSUM, "column": None, "success": not bad,
@@ -208,23 +304,29 @@ def _checksum_outcome(service: dict[str, Any], table: dict[str, Any], chunks: li
             "details": details or f"all {len(plan)} chunk checksums match the source"}
 
 
-def _differing_rows(service: dict[str, Any], table: dict[str, Any], tgt: psycopg.Connection,
-                    relation: sql.Composable, exprs: list, chunk: Chunk, key: list[str]) -> list[str]:
+def _differing_rows(service: dict[str, Any], rt: ResolvedTable, tgt: psycopg.Connection,
+                    relation: sql.Composable, exprs: list, chunk: Chunk) -> list[str]:
     """Keys of the rows of one chunk that differ between the source (now) and staging."""
+    key = list(rt.source_key)
     if not key:
         return []
     where = chunk_where(chunk, key)
     with copy.source_connection(conn.resolve(service["source_conn_id"])) as src, src.transaction():
         source_rows = checksums.row_fingerprints(
-            src, sql.Identifier(table["source_schema"], table["source_table"]), exprs, key, where)
+            src, sql.Identifier(rt.source_schema, rt.source_table), exprs, key, _and(where, rt.filter))
     return checksums.differing_keys(source_rows, checksums.row_fingerprints(tgt, relation, exprs, key, where))
+
+
+def _service_tables(service: dict[str, Any]) -> list[ResolvedTable]:
+    with copy.source_connection(conn.resolve(service["source_conn_id"])) as src, src.transaction():
+        return _resolved(service, src)
 
 
 def checkpoint(service: dict[str, Any], run_id: str) -> str:
     """The go/no-go decision from this run's evidence: "promote", "rollback" (a check failed) or "hold"."""
     with psycopg.connect(conn.resolve(service["target_conn_id"])) as tgt:
         verdicts = {e.target_table: e.success for e in state.latest_evidence(tgt) if e.run_id == run_id}
-    tables = [_qualified(t) for t in service["tables"]]
+    tables = [f"{t.target_schema}.{t.target_table}" for t in _service_tables(service)]
     if any(verdicts.get(t) is False for t in tables):
         return "rollback"
     if all(verdicts.get(t) for t in tables):
@@ -235,34 +337,37 @@ def checkpoint(service: dict[str, Any], run_id: str) -> str:
 
 
 def promote(service: dict[str, Any]) -> dict[str, Any]:
-    """Swap every staged table of the service into place in one transaction."""
-    target = conn.resolve(service["target_conn_id"])
-    with copy.source_connection(conn.resolve(service["source_conn_id"])) as src:
-        infos = [catalog.read_table(src, t["source_schema"], t["source_table"]) for t in service["tables"]]
-    with psycopg.connect(target) as tgt, tgt.transaction():
-        for t, info in zip(service["tables"], infos):
-            staging.promote(tgt, t["target_schema"], t["target_table"], info.primary_key, info.not_null_columns)
-            _finish_open_load(tgt, t, "promoted")
-    log.info("promoted %d table(s) of service %s", len(infos), service["service"])
-    return {"promoted": [_qualified(t) for t in service["tables"]]}
+    """Swap every staged table of the service into place, then its internal foreign keys, in one transaction."""
+    tables = _service_tables(service)
+    with psycopg.connect(conn.resolve(service["target_conn_id"])) as tgt, tgt.transaction():
+        for rt in tables:
+            staging.promote(tgt, rt.target_schema, rt.target_table, rt.key,
+                            [m.target for m in rt.columns if m.not_null])
+            _finish_open_load(tgt, f"{rt.target_schema}.{rt.target_table}", "promoted")
+        for rt in tables:
+            staging.add_foreign_keys(tgt, rt.target_schema, rt.target_table, rt.foreign_keys)
+    log.info("promoted %d table(s) of service %s", len(tables), service["service"])
+    return {"promoted": [f"{t.target_schema}.{t.target_table}" for t in tables]}
 
 
 def rollback(service: dict[str, Any]) -> dict[str, Any]:
     """Drop the service's staging tables; live tables stay exactly as they were."""
+    tables = _service_tables(service)
     with psycopg.connect(conn.resolve(service["target_conn_id"])) as tgt, tgt.transaction():
-        for t in service["tables"]:
-            staging.drop_staging_table(tgt, t["target_schema"], t["target_table"])
-            _finish_open_load(tgt, t, "rolled_back")
+        for rt in tables:
+            staging.drop_staging_table(tgt, rt.target_schema, rt.target_table)
+            _finish_open_load(tgt, f"{rt.target_schema}.{rt.target_table}", "rolled_back")
     log.warning("rolled back service %s: staging dropped, live tables untouched", service["service"])
-    return {"rolled_back": [_qualified(t) for t in service["tables"]]}
+    return {"rolled_back": [f"{t.target_schema}.{t.target_table}" for t in tables]}
 
 
 def finish(service: dict[str, Any], run_id: str) -> None:
     """End the run: raise DataCheckFailed naming every failed check unless every table was validated."""
+    tables = [f"{t.target_schema}.{t.target_table}" for t in _service_tables(service)]
     with psycopg.connect(conn.resolve(service["target_conn_id"])) as tgt:
         evidence = {e.target_table: e for e in state.latest_evidence(tgt) if e.run_id == run_id}
     problems = []
-    for t in (_qualified(t) for t in service["tables"]):
+    for t in tables:
         ev = evidence.get(t)
         if ev is None:
             problems.append(f"{t}: not validated (a load step failed; staging is kept, re-trigger to resume)")
@@ -271,6 +376,11 @@ def finish(service: dict[str, Any], run_id: str) -> None:
                             f"observed {c['observed']}" for c in ev.checks if not c["success"])
     if problems:
         raise DataCheckFailed("; ".join(problems))
+
+
+def table_names(chunks: list[dict[str, Any]]) -> list[str]:
+    """The distinct target tables of a flat chunk list (the tables of whole-schema routes)."""
+    return list(dict.fromkeys(c["table"]["target_table"] for c in chunks))
 
 
 _LOADS_IN_THIS_PROCESS: dict[str, int] = {}
@@ -290,8 +400,8 @@ def _fault_point(name: str) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
-def _finish_open_load(tgt: psycopg.Connection, table: dict[str, Any], status: str) -> None:
-    open_load = state.open_load(tgt, _qualified(table))
+def _finish_open_load(tgt: psycopg.Connection, name: str, status: str) -> None:
+    open_load = state.open_load(tgt, name)
     if open_load:
         state.finish_load(tgt, open_load[0], status)
 

@@ -34,6 +34,8 @@ class ServiceDagSpec:
     retries: int
     chunk_rows: int
     tables: tuple[TableSpec, ...]
+    plan_path: str = ""
+    whole_schemas: tuple[str, ...] = ()   # source schemas routed whole: their tables are known at run time only
 
     @property
     def description(self) -> str:
@@ -53,8 +55,8 @@ def migrate_dag_id(service: str) -> str:
     return f"dbsplit_migrate_{service}"
 
 
-def service_specs(plan: Plan) -> list[ServiceDagSpec]:
-    """One migrate-DAG spec per service, tables in plan order."""
+def service_specs(plan: Plan, plan_path: str = "") -> list[ServiceDagSpec]:
+    """One migrate-DAG spec per service, tables in plan order (plan_path: where tasks re-read the plan)."""
     specs = []
     for name, service in plan.services.items():
         taken: set[str] = set()
@@ -78,6 +80,8 @@ def service_specs(plan: Plan) -> list[ServiceDagSpec]:
                 retries=plan.defaults.retries,
                 chunk_rows=plan.defaults.chunk_rows,
                 tables=tables,
+                plan_path=plan_path,
+                whole_schemas=tuple(service.schemas),
             )
         )
     return specs

@@ -84,3 +84,16 @@ def check_managed(conn: psycopg.Connection, schema: str, table: str) -> None:
             f"table {schema}.{table} in target database {conn.info.dbname!r} exists and was not created by dbsplit; "
             "dbsplit never overwrites it. Fix: drop or rename it, or give the table another `name` in the plan."
         )
+
+
+def add_foreign_keys(conn: psycopg.Connection, schema: str, table: str, fks: Sequence[dict]) -> None:
+    """Recreate the foreign keys that stay inside a service ({"columns", "ref_table", "ref_columns", "on_delete"})."""
+    for fk in fks:
+        ref_schema, ref_table = fk["ref_table"].split(".", 1)
+        conn.execute(sql.SQL("ALTER TABLE {} ADD FOREIGN KEY ({}) REFERENCES {} ({}) ON DELETE {}").format(
+            sql.Identifier(schema, table), sql.SQL(", ").join(map(sql.Identifier, fk["columns"])),
+            sql.Identifier(ref_schema, ref_table), sql.SQL(", ").join(map(sql.Identifier, fk["ref_columns"])),
+            sql.SQL(_ON_DELETE[fk.get("on_delete", "NO ACTION")])))
+
+
+_ON_DELETE = {a: a for a in ("NO ACTION", "RESTRICT", "CASCADE", "SET NULL", "SET DEFAULT")}

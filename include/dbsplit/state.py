@@ -38,6 +38,15 @@ CREATE TABLE IF NOT EXISTS _dbsplit.loads (
     finished_at timestamptz
 );
 CREATE UNIQUE INDEX IF NOT EXISTS loads_one_open ON _dbsplit.loads (target_table) WHERE status = 'loading';
+CREATE TABLE IF NOT EXISTS _dbsplit.rejects (
+    load_id bigint NOT NULL REFERENCES _dbsplit.loads,
+    chunk_index integer NOT NULL,
+    source_key text,
+    column_name text,
+    value text,
+    reason text NOT NULL,
+    recorded_at timestamptz NOT NULL DEFAULT now()
+);
 CREATE TABLE IF NOT EXISTS _dbsplit.chunks (
     load_id bigint NOT NULL REFERENCES _dbsplit.loads,
     chunk_index integer NOT NULL,
@@ -148,3 +157,16 @@ def source_checksums(conn: psycopg.Connection, load_id: int) -> dict[int, tuple[
     """chunk index -> (source rows, source checksum) of a load."""
     return {i: (n, c) for i, n, c in conn.execute(
         "SELECT chunk_index, source_rows, source_checksum FROM _dbsplit.chunks WHERE load_id = %s", (load_id,))}
+
+
+def record_rejects(conn: psycopg.Connection, load_id: int, index: int, rejects: list[Any]) -> None:
+    """Rejected rows of a chunk (objects with key, column, value, reason), inside the chunk's transaction."""
+    with conn.cursor() as cur:
+        cur.executemany(
+            "INSERT INTO _dbsplit.rejects (load_id, chunk_index, source_key, column_name, value, reason) "
+            "VALUES (%s, %s, %s, %s, %s, %s)",
+            [(load_id, index, r.key, r.column, r.value, r.reason) for r in rejects])
+
+
+def reject_count(conn: psycopg.Connection, load_id: int) -> int:
+    return conn.execute("SELECT count(*) FROM _dbsplit.rejects WHERE load_id = %s", (load_id,)).fetchone()[0]

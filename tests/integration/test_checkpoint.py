@@ -37,7 +37,7 @@ def service(make_db, tmp_path, monkeypatch):
     monkeypatch.setenv("DBSPLIT_STAGING_URL", f"file://{tmp_path}/staging")
     plan_file = tmp_path / "plan.yaml"
     plan_file.write_text(PLAN)
-    [spec] = service_specs(load_plan(plan_file))
+    [spec] = service_specs(load_plan(plan_file), str(plan_file))
     return service_descriptor(spec), source, target
 
 
@@ -45,10 +45,10 @@ def load_all(service: dict, run_id: str) -> list[dict]:
     """Run prepare, plan_chunks, extract, transform and load as the DAG would (one table)."""
     [table] = service["tables"]
     runtime.prepare_target(service)
-    chunks = runtime.plan_chunks(service, table, run_id)
+    chunks = runtime.plan_chunks(service, table["target_table"], run_id)
     for chunk in chunks:
-        extracted = runtime.extract(service, table, chunk, run_id)
-        runtime.load(service, table, runtime.transform(service, table, extracted), run_id)
+        extracted = runtime.extract(service, chunk, run_id)
+        runtime.load(service, runtime.transform(service, extracted, run_id), run_id)
     return chunks
 
 
@@ -56,7 +56,7 @@ def test_clean_run_promotes(service) -> None:
     svc, source, target = service
     chunks = load_all(svc, "run1")
     assert len(chunks) >= 2
-    runtime.validate(svc, svc["tables"][0], chunks, "run1")
+    runtime.validate(svc, "users", "run1")
     assert runtime.checkpoint(svc, "run1") == "promote"
     runtime.promote(svc)
     runtime.finish(svc, "run1")
@@ -66,7 +66,7 @@ def test_clean_run_promotes(service) -> None:
 def test_tampered_value_fails_checksum_names_chunk_and_key_and_rolls_back(service) -> None:
     svc, source, target = service
     load_all(svc, "run1")
-    runtime.validate(svc, svc["tables"][0], runtime.plan_chunks(svc, svc["tables"][0], "run1"), "run1")
+    runtime.validate(svc, "users", "run1")
     runtime.promote(svc)
     live_before = rows_of(target, "public", "users", ["id"])
 
@@ -74,7 +74,7 @@ def test_tampered_value_fails_checksum_names_chunk_and_key_and_rolls_back(servic
     with psycopg.connect(target, autocommit=True) as conn:
         conn.execute("""UPDATE _dbsplit_staging."public.users" SET full_name = full_name || 'x' WHERE id = 1234""")
     with pytest.raises(DataCheckFailed) as failure:
-        runtime.validate(svc, svc["tables"][0], chunks, "run2")
+        runtime.validate(svc, "users", "run2")
     message = str(failure.value)
     assert "dbsplit_chunk_checksums_match" in message and "rows with key 1234 differ" in message
     bad_chunk = next(c for c in chunks if (c["lo"] is None or int(c["lo"][0]) <= 1234)
