@@ -72,7 +72,8 @@ def _cmd_airflow(args: argparse.Namespace) -> int:
     prepare_source(plan, server, rows=args.rows)
     env = airflow_env(dbsplit_home() / "airflow", PROJECT_ROOT / "dags", PROJECT_ROOT / "plugins")
     env |= connection_env(plan, server) | {"DBSPLIT_PLANS": str(plan_path)}
-    env |= {"AIRFLOW__API__HOST": "127.0.0.1", "AIRFLOW__API__PORT": str(args.port)}
+    env |= {"AIRFLOW__API__HOST": "127.0.0.1", "AIRFLOW__API__PORT": str(args.port),
+            "DBSPLIT_REPORTS_DIR": os.environ.get("DBSPLIT_REPORTS_DIR", str(dbsplit_home() / "reports"))}
     print(f"Airflow UI on http://127.0.0.1:{args.port}/ (user admin; the password is printed below and kept in "
           f"{env['AIRFLOW_HOME']}/simple_auth_manager_passwords.json.generated)", flush=True)
     airflow = str(Path(sys.executable).with_name("airflow"))

@@ -41,6 +41,8 @@ def run_demo(plan_path: Path, rows: int) -> int:
     conninfos = connection_conninfos(plan, server)
     specs = service_specs(plan)
     env = connection_env(plan, server) | {"DBSPLIT_PLANS": str(plan_path.resolve())}
+    os.environ.setdefault("DBSPLIT_REPORTS_DIR", str(dbsplit_home() / "reports"))
+    env["DBSPLIT_REPORTS_DIR"] = os.environ["DBSPLIT_REPORTS_DIR"]
     results = run_dags([s.dag_id for s in specs], home=dbsplit_home() / "airflow",
                        dags_folder=PROJECT_ROOT / "dags", env=env, max_retry_delay_s=1)
     ok = all(r.state == "success" for r in results)
@@ -83,5 +85,9 @@ def _print_tables(specs: list[ServiceDagSpec], conninfos: dict[str, str], source
             ok = src is not None and src == tgt and verdict == "passed"
             all_ok &= ok
             print(f"{spec.service:<14} {t.target_table:<28} {src!s:>12} {tgt!s:>12}  {verdict}")
-    print(f"\nevidence: table _dbsplit.table_evidence in each target database; result: {'OK' if all_ok else 'MISMATCH'}")
+    from dbsplit.reports.evidence import reports_dir
+
+    print(f"\nresult: {'OK' if all_ok else 'MISMATCH'}")
+    print("evidence: table _dbsplit.table_evidence in each target database, and JSON reports under "
+          f"{reports_dir()}/runs/ (`make airflow` shows them in the Airflow UI under Migration reports)")
     return all_ok

@@ -13,14 +13,16 @@ import re
 import signal
 from functools import lru_cache
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import psycopg
 from psycopg import sql
 
-from dbsplit import catalog, conn, provision, resolve, staging, state
+from dbsplit import catalog, conn, ddl, provision, resolve, staging, state
 from dbsplit.errors import DataCheckFailed
+from dbsplit.reports import evidence
 from dbsplit.move import copy
 from dbsplit.validate import checksums
 from dbsplit.plan import Plan, load_plan
@@ -113,7 +115,7 @@ def _table_chunks(src: psycopg.Connection, tgt: psycopg.Connection, rt: Resolved
         key_types = [next(c.type_sql for c in info.columns if c.name == k) for k in rt.source_key]
         chunks = [c.as_dict() for c in compute_chunks(src, rt.source_schema, rt.source_table, rt.source_key,
                                                        key_types, rt.chunk_rows, rt.filter)]
-        staging.create_staging_table(tgt, rt.target_schema, rt.target_table, [tuple(c) for c in columns])
+        staging.create_staging_table(tgt, info, rt)
         load_id, done = state.start_load(tgt, name, rt.chunk_rows, columns, chunks, run_id), set()
         log.info("%s: new load %d in %d chunk(s)", name, load_id, len(chunks))
     table = rt.as_dict()
@@ -266,6 +268,10 @@ def validate(service: dict[str, Any], selector: str, run_id: str) -> dict[str, A
     )
     with psycopg.connect(target) as tgt, tgt.transaction():
         state.record_evidence(tgt, ev)
+        sample = state.rejects_sample(tgt, load_id)
+    evidence.write_evidence(ev.__dict__ | {
+        "rejected_rows": rejects, "rejects_sample": sample, "validated_at": datetime.now(timezone.utc).isoformat(),
+        "rows_per_second": round(source_rows / load_seconds) if load_seconds else None, "data_docs": None})
     if not success:
         raise DataCheckFailed("; ".join(f"{name}: {o['expectation']} failed: {o['details']}"
                                         for o in outcomes if not o["success"]))
@@ -341,11 +347,11 @@ def promote(service: dict[str, Any]) -> dict[str, Any]:
     tables = _service_tables(service)
     with psycopg.connect(conn.resolve(service["target_conn_id"])) as tgt, tgt.transaction():
         for rt in tables:
-            staging.promote(tgt, rt.target_schema, rt.target_table, rt.key,
-                            [m.target for m in rt.columns if m.not_null])
+            staging.promote(tgt, rt.target_schema, rt.target_table)
             _finish_open_load(tgt, f"{rt.target_schema}.{rt.target_table}", "promoted")
         for rt in tables:
             staging.add_foreign_keys(tgt, rt.target_schema, rt.target_table, rt.foreign_keys)
+            ddl.set_sequences_past_max(tgt, rt.target_schema, rt.target_table)
     log.info("promoted %d table(s) of service %s", len(tables), service["service"])
     return {"promoted": [f"{t.target_schema}.{t.target_table}" for t in tables]}
 

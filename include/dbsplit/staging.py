@@ -12,8 +12,9 @@ from typing import Sequence
 import psycopg
 from psycopg import sql
 
-from dbsplit.catalog import table_oid
+from dbsplit.catalog import TableInfo, table_oid
 from dbsplit.ddl import MANAGED_COMMENT
+from dbsplit.resolved import ResolvedTable
 
 STAGING = "_dbsplit_staging"
 PREVIOUS = "_dbsplit_prev"
@@ -31,34 +32,31 @@ def staging_ident(schema: str, table: str) -> sql.Identifier:
     return sql.Identifier(STAGING, side_name(schema, table))
 
 
-def create_staging_table(conn: psycopg.Connection, schema: str, table: str, columns: Sequence[tuple[str, str]]) -> None:
-    """(Re)create an empty staging table with the target's columns and types and no constraints.
+def create_staging_table(conn: psycopg.Connection, info: TableInfo, table: ResolvedTable) -> None:
+    """(Re)create the empty staging table of a target table with its full target DDL except foreign keys.
 
-    Constraints are added at promotion: bulk loads run faster without indexes, and duplicates or
-    NULLs are then reported by validation instead of aborting a load.
+    Types, defaults, NOT NULL, keys, unique and check constraints and indexes are those the target
+    table will have (ddl.target_shape), so a row the target would refuse is refused at load time,
+    where the transformed path turns it into a reject. Foreign keys are added at promotion.
     """
+    from dbsplit import ddl
+
     conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(STAGING)))
-    ident = staging_ident(schema, table)
-    conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(ident))
-    cols = sql.SQL(", ").join(sql.SQL("{} {}").format(sql.Identifier(n), sql.SQL(t)) for n, t in columns)
-    conn.execute(sql.SQL("CREATE UNLOGGED TABLE {} ({})").format(ident, cols))
+    drop_staging_table(conn, table.target_schema, table.target_table)
+    ddl.ensure_mapped_table(conn, info, table.columns, STAGING, side_name(table.target_schema, table.target_table),
+                            key=table.key or None)
 
 
 def drop_staging_table(conn: psycopg.Connection, schema: str, table: str) -> None:
     conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(staging_ident(schema, table)))
 
 
-def promote(conn: psycopg.Connection, schema: str, table: str, key: Sequence[str], not_null: Sequence[str]) -> None:
-    """Inside the caller's transaction: constrain the staging table and swap it into place."""
+def promote(conn: psycopg.Connection, schema: str, table: str) -> None:
+    """Inside the caller's transaction: move the live table to the previous schema and the staged one into place."""
     stg = staging_ident(schema, table)
-    conn.execute(sql.SQL("ALTER TABLE {} SET LOGGED").format(stg))
-    for col in not_null:
-        conn.execute(sql.SQL("ALTER TABLE {} ALTER COLUMN {} SET NOT NULL").format(stg, sql.Identifier(col)))
-    if key:
-        conn.execute(sql.SQL("ALTER TABLE {} ADD PRIMARY KEY ({})").format(stg, sql.SQL(", ").join(map(sql.Identifier, key))))
     conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(PREVIOUS)))
     prev = sql.Identifier(PREVIOUS, side_name(schema, table))
-    conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(prev))
+    conn.execute(sql.SQL("DROP TABLE IF EXISTS {} CASCADE").format(prev))
     if table_oid(conn, schema, table) is not None:
         live = sql.Identifier(schema, table)
         conn.execute(sql.SQL("ALTER TABLE {} SET SCHEMA {}").format(live, sql.Identifier(PREVIOUS)))

@@ -170,3 +170,9 @@ def record_rejects(conn: psycopg.Connection, load_id: int, index: int, rejects: 
 
 def reject_count(conn: psycopg.Connection, load_id: int) -> int:
     return conn.execute("SELECT count(*) FROM _dbsplit.rejects WHERE load_id = %s", (load_id,)).fetchone()[0]
+
+
+def rejects_sample(conn: psycopg.Connection, load_id: int, limit: int = 20) -> list[dict[str, Any]]:
+    rows = conn.execute("SELECT source_key, column_name, value, reason FROM _dbsplit.rejects WHERE load_id = %s "
+                        "ORDER BY chunk_index, source_key LIMIT %s", (load_id, limit)).fetchall()
+    return [{"source_key": k, "column": c, "value": v, "reason": r} for k, c, v, r in rows]
