@@ -271,7 +271,7 @@ def validate(service: dict[str, Any], selector: str, run_id: str) -> dict[str, A
         sample = state.rejects_sample(tgt, load_id)
     evidence.write_evidence(ev.__dict__ | {
         "rejected_rows": rejects, "rejects_sample": sample, "validated_at": datetime.now(timezone.utc).isoformat(),
-        "rows_per_second": round(source_rows / load_seconds) if load_seconds else None, "data_docs": None})
+        "rows_per_second": round(int(source_rows) / float(load_seconds)) if load_seconds else None, "data_docs": None})
     if not success:
         raise DataCheckFailed("; ".join(f"{name}: {o['expectation']} failed: {o['details']}"
                                         for o in outcomes if not o["success"]))

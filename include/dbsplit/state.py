@@ -145,8 +145,9 @@ def complete_chunk(conn: psycopg.Connection, load_id: int, index: int, rows: int
 def chunk_totals(conn: psycopg.Connection, load_id: int) -> tuple[int, int, int, float]:
     """(chunks loaded, source rows, loaded rows, load seconds) of a load."""
     return conn.execute(
-        "SELECT count(*), coalesce(sum(source_rows), 0), coalesce(sum(rows), 0), coalesce(sum(seconds), 0) "
-        "FROM _dbsplit.chunks WHERE load_id = %s", (load_id,)).fetchone()
+        "SELECT count(*), coalesce(sum(source_rows), 0)::bigint, coalesce(sum(rows), 0)::bigint, "
+        "coalesce(sum(seconds), 0)::float8 "
+        "FROM _dbsplit.chunks WHERE load_id = %s", (load_id,)).fetchone()[:4]
 
 
 def finish_load(conn: psycopg.Connection, load_id: int, status: str) -> None:
