@@ -31,6 +31,10 @@ test-pg15: install
 airflow: install
 	$(BIN)/dbsplit airflow
 
+## bench: dbsplit against raw binary COPY (BENCH_ROWS=1000000 by default; also run with 5000000)
+bench: install
+	$(BIN)/python bench/run.py
+
 ## lock: regenerate constraints.txt from the current environment after changing requirements.txt
 lock:
 	$(BIN)/pip freeze --exclude-editable > constraints.txt
