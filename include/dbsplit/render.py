@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from airflow.sdk import DAG, TaskGroup, get_current_context, task
-from airflow.sdk.exceptions import AirflowFailException
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from dbsplit.errors import DataCheckFailed, DbsplitError
 from dbsplit.specs import ServiceDagSpec
@@ -19,12 +19,31 @@ START_DATE = datetime(2024, 1, 1)
 ALL_DONE = "all_done"
 
 
-def _run(fn_name: str, *args: Any) -> Any:
-    """Call dbsplit.runtime.<fn_name>; data-check and configuration errors fail the task without retry."""
-    from dbsplit import runtime
-
+def _params() -> dict[str, Any]:
     try:
-        return getattr(runtime, fn_name)(*args)
+        return dict(get_current_context().get("params") or {})
+    except Exception:  # outside a task (tests calling callables directly)
+        return {}
+
+
+def _run(fn_name: str, *args: Any, module: str = "runtime") -> Any:
+    """Call dbsplit.<module>.<fn_name>; data-check and configuration errors fail the task without retry.
+
+    In an orchestrator run, a service left out of the `services` parameter is skipped, `dry_run`
+    skips everything after preflight, and `chunk_rows` overrides the plan's chunk size.
+    """
+    import importlib
+
+    params = _params()
+    if args and isinstance(args[0], dict) and "service" in args[0]:
+        if params.get("services") and args[0]["service"] not in params["services"]:
+            raise AirflowSkipException(f"service {args[0]['service']} not selected for this run")
+        if params.get("dry_run"):
+            raise AirflowSkipException("dry run: nothing is written")
+        if params.get("chunk_rows"):
+            args = ({**args[0], "chunk_rows_override": int(params["chunk_rows"])}, *args[1:])
+    try:
+        return getattr(importlib.import_module(f"dbsplit.{module}"), fn_name)(*args)
     except DataCheckFailed as exc:
         raise AirflowFailException(f"validation failed: {exc}") from exc
     except DbsplitError as exc:
@@ -85,7 +104,7 @@ def _tables(chunks: list[dict[str, Any]]) -> list[str]:
 @task.branch(task_id="checkpoint", trigger_rule=ALL_DONE)
 def _checkpoint(service: dict[str, Any], run_id: str | None = None) -> str:
     """Go/no-go: promote when every table passed, roll back when a check failed, hold when a load failed."""
-    return _run("checkpoint", service, run_id)
+    return service.get("task_prefix", "") + _run("checkpoint", service, run_id)
 
 
 @task(task_id="promote")
@@ -128,9 +147,36 @@ def _chunk_pipeline(service: dict[str, Any], selector: str | None) -> tuple[Any,
     return chunks, _load.partial(service=service).expand(transformed=transformed)
 
 
+def service_pipeline(spec: ServiceDagSpec, service: dict[str, Any]) -> tuple[Any, Any]:
+    """prepare -> chunked tables -> validate -> checkpoint -> promote|rollback|hold -> finish, in the current DAG.
+
+    Returns (first task, last task) so that callers can chain services.
+    """
+    prepared = _prepare_target.override(trigger_rule="none_failed")(service)
+    decision = _checkpoint(service)
+    for table in spec.tables:
+        with TaskGroup(group_id=table.group_id, tooltip=f"{table.source_schema}.{table.source_table}"):
+            chunks, loaded = _chunk_pipeline(service, table.target_table)
+            validated = _validate.override(map_index_template=None)(table.target_table, service)
+            loaded >> validated
+        prepared >> chunks
+        validated >> decision
+    if spec.whole_schemas:
+        with TaskGroup(group_id="whole_schemas", tooltip="tables of " + ", ".join(spec.whole_schemas)):
+            chunks, loaded = _chunk_pipeline(service, None)
+            validated = _validate.partial(service=service).expand(selector=_tables(chunks))
+            loaded >> validated
+        prepared >> chunks
+        validated >> decision
+    outcomes = [_promote(service), _rollback(service), _hold()]
+    decision >> outcomes
+    finished = _finish(service)
+    outcomes >> finished
+    return prepared, finished
+
+
 def render_migrate_dag(spec: ServiceDagSpec) -> DAG:
     """dbsplit_migrate_<service>: prepare; per table chunked extract, transform, load, then validate; checkpoint."""
-    service = service_descriptor(spec)
     with DAG(
         dag_id=spec.dag_id,
         description=spec.description,
@@ -142,28 +188,157 @@ def render_migrate_dag(spec: ServiceDagSpec) -> DAG:
         default_args={"retries": spec.retries, "retry_delay": timedelta(seconds=30)},
         doc_md=spec.description,
     ) as dag:
-        prepared = _prepare_target(service)
-        decision = _checkpoint(service)
-        for table in spec.tables:
-            with TaskGroup(group_id=table.group_id, tooltip=f"{table.source_schema}.{table.source_table}"):
-                chunks, loaded = _chunk_pipeline(service, table.target_table)
-                validated = _validate.override(map_index_template=None)(table.target_table, service)
-                loaded >> validated
-            prepared >> chunks
-            validated >> decision
-        if spec.whole_schemas:
-            with TaskGroup(group_id="whole_schemas", tooltip="tables of " + ", ".join(spec.whole_schemas)):
-                chunks, loaded = _chunk_pipeline(service, None)
-                validated = _validate.partial(service=service).expand(selector=_tables(chunks))
-                loaded >> validated
-            prepared >> chunks
-            validated >> decision
-        outcomes = [_promote(service), _rollback(service), _hold()]
-        decision >> outcomes
-        outcomes >> _finish(service)
+        service_pipeline(spec, service_descriptor(spec))
     return dag
-
 
 def render_plan(specs: list[ServiceDagSpec]) -> dict[str, DAG]:
     """Every DAG of a plan, keyed by dag_id."""
     return {spec.dag_id: render_migrate_dag(spec) for spec in specs}
+
+
+# ----------------------------------------------------------------------------------------- orchestrator
+
+
+def _orch(fn_name: str, orch: dict[str, Any], *args: Any) -> Any:
+    """Run an orchestrator phase for the selected services (all by default); honour dry_run."""
+    params = _params()
+    services = list(params.get("services") or orch["services"])
+    return _run(fn_name, orch, services, *args, module="orchestrate")
+
+
+@task(task_id="checks")
+def _preflight(orch: dict[str, Any]) -> dict[str, Any]:
+    """Connections, versions, source tables and columns, disk space, unmanaged target tables."""
+    return _orch("preflight", orch)
+
+
+@task(task_id="dumps")
+def _backup(orch: dict[str, Any], run_id: str | None = None) -> dict[str, Any]:
+    """pg_dump of the source tables and of every existing target database, verified; a restore is tested."""
+    if _params().get("dry_run"):
+        raise AirflowSkipException("dry run: no backup")
+    return _orch("backup", orch, run_id)
+
+
+@task(task_id="databases_and_roles")
+def _provision(orch: dict[str, Any]) -> dict[str, Any]:
+    """Create databases, schemas and least-privilege roles (idempotent)."""
+    if _params().get("dry_run"):
+        raise AirflowSkipException("dry run: nothing is created")
+    return _orch("provision_targets", orch)
+
+
+@task(task_id="references", trigger_rule="none_failed")
+def _cross_validate(orch: dict[str, Any]) -> dict[str, Any]:
+    """Every soft reference across all services resolves."""
+    if _params().get("dry_run"):
+        raise AirflowSkipException("dry run")
+    return _orch("cross_validate", orch)
+
+
+@task(task_id="freeze_source")
+def _freeze(orch: dict[str, Any], run_id: str | None = None) -> dict[str, Any]:
+    """Guard the migrated source tables against writes (reversible: dbsplit_unfreeze)."""
+    if not _params().get("cut_over") or _params().get("dry_run"):
+        raise AirflowSkipException("cut-over not requested")
+    return _orch("freeze_source", orch, run_id)
+
+
+@task(task_id="final_validation")
+def _final_validation(orch: dict[str, Any]) -> dict[str, Any]:
+    """After the freeze: the references resolve once more."""
+    return _orch("cross_validate", orch)
+
+
+@task(task_id="rollback", trigger_rule="one_failed")
+def _orch_rollback(orch: dict[str, Any]) -> None:
+    """Undo what this run did: unfreeze, swap promoted tables back, drop what provision created."""
+    ti = get_current_context()["ti"]
+    did = {
+        "frozen": (ti.xcom_pull(task_ids="cut_over.freeze_source") or {}).get("frozen"),
+        "provisioned": ti.xcom_pull(task_ids="provision.databases_and_roles") or {},
+        "promoted": {s: (ti.xcom_pull(task_ids=f"migrate_{s}.promote") or {}).get("promoted")
+                     for s in orch["services"]},
+    }
+    did["promoted"] = {s: t for s, t in did["promoted"].items() if t}
+    _run("rollback", orch, did, module="orchestrate")
+
+
+def orchestrator_descriptor(plan_name: str, plan_path: str, services: list[str]) -> dict[str, Any]:
+    return {"plan": plan_name, "plan_path": plan_path, "services": services}
+
+
+def render_orchestrator(specs: list[ServiceDagSpec], levels: list[list[str]], dag_id: str = "dbsplit_orchestrator") -> DAG:
+    """The parent DAG: preflight, backup, provision, migrate (levels in dependency order), cross-service
+    validation, optional cut-over; any failure runs the rollback, which fails the run with the reason."""
+    from airflow.sdk import Asset, Param
+
+    by_name = {s.service: s for s in specs}
+    orch = orchestrator_descriptor(specs[0].plan_name, specs[0].plan_path, list(by_name))
+    with DAG(
+        dag_id=dag_id, schedule=None, start_date=START_DATE, catchup=False, max_active_runs=1,
+        description=f"dbsplit plan {specs[0].plan_name!r}: migrate every service in stages, with rollback",
+        tags=["dbsplit", f"plan:{specs[0].plan_name}", "orchestrator"],
+        default_args={"retries": specs[0].retries, "retry_delay": timedelta(seconds=30)},
+        params={
+            "services": Param(list(by_name), type="array", items={"type": "string", "enum": list(by_name)},
+                              description="Services to migrate (default: all)."),
+            "dry_run": Param(False, type="boolean", description="Only run the preflight checks."),
+            "chunk_rows": Param(None, type=["null", "integer"], minimum=1000,
+                                description="Override the plan's chunk size (rows per chunk)."),
+            "cut_over": Param(False, type="boolean",
+                              description="Freeze writes to the migrated source tables at the end."),
+        },
+    ) as dag:
+        with TaskGroup("preflight"):
+            phase = _preflight(orch)
+        with TaskGroup("backup"):
+            phase = phase >> _backup(orch)
+        with TaskGroup("provision"):
+            phase = phase >> _provision(orch)
+        ends: list[Any] = [phase]
+        watch: list[Any] = [phase]
+        for level in levels:
+            level_ends = []
+            for name in level:
+                spec = by_name[name]
+                with TaskGroup(f"migrate_{name}"):
+                    first, last = service_pipeline(
+                        spec, service_descriptor(spec) | {"dag_id": dag_id, "task_prefix": f"migrate_{name}."})
+                ends >> first
+                level_ends.append(last)
+            ends, watch = level_ends, watch + level_ends
+        with TaskGroup("cross_service_validation"):
+            checked = _cross_validate(orch)
+        ends >> checked
+        with TaskGroup("cut_over"):
+            frozen = _freeze(orch)
+            final = _final_validation(orch)
+            published = [_publish.override(task_id=f"publish_{n}", outlets=[Asset(f"dbsplit://{orch['plan']}/{n}")])(n)
+                         for n in by_name]
+            checked >> frozen >> final >> published
+        watch += [checked, frozen, final]
+        watch >> _orch_rollback(orch)
+    return dag
+
+
+@task(task_id="publish")
+def _publish(service: str) -> dict[str, str]:
+    """Emit the service's Asset event: its database is now the system of record."""
+    return {"service": service}
+
+
+def render_unfreeze(plan_name: str, plan_path: str, services: list[str], dag_id: str = "dbsplit_unfreeze") -> DAG:
+    """One task that removes the cut-over write guards from the plan's source tables."""
+    orch = orchestrator_descriptor(plan_name, plan_path, services)
+    with DAG(dag_id=dag_id, schedule=None, start_date=START_DATE, catchup=False,
+             description=f"dbsplit plan {plan_name!r}: allow writes to the source tables again",
+             tags=["dbsplit", f"plan:{plan_name}"]) as dag:
+        _unfreeze(orch)
+    return dag
+
+
+@task(task_id="unfreeze_source")
+def _unfreeze(orch: dict[str, Any]) -> dict[str, Any]:
+    """Remove the write guards from every source table of the plan."""
+    return _run("unfreeze_source", orch, module="orchestrate")

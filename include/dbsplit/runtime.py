@@ -7,6 +7,7 @@ state that makes loads resumable lives in the target's `_dbsplit` schema.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import re
@@ -97,6 +98,8 @@ def plan_chunks(service: dict[str, Any], selector: str | None, run_id: str) -> l
     out: list[dict[str, Any]] = []
     with copy.source_connection(conn.resolve(service["source_conn_id"])) as src, src.transaction():
         tables = _selected(service, _resolved(service, src), selector)
+        if service.get("chunk_rows_override"):
+            tables = [dataclasses.replace(t, chunk_rows=service["chunk_rows_override"]) for t in tables]
         with psycopg.connect(conn.resolve(service["target_conn_id"])) as tgt:
             for rt in tables:
                 with tgt.transaction():
@@ -134,7 +137,8 @@ def extract(service: dict[str, Any], chunk: dict[str, Any], run_id: str) -> dict
         log.info("%s: loaded by an earlier run, skipped", out["label"])
         return out | {"skipped": True}
     rt = ResolvedTable.from_dict(chunk["table"])
-    path = staging_file(service["dag_id"], run_id, _safe(rt.target_table), f"chunk-{chunk['index']:05d}.extract")
+    path = staging_file(service["dag_id"], run_id, f"{service['service']}/{_safe(rt.target_table)}",
+                        f"chunk-{chunk['index']:05d}.extract")
     source = conn.resolve(service["source_conn_id"])
     where = chunk_where(Chunk.from_dict(chunk), rt.source_key)
     with copy.source_connection(source) as src, src.transaction():
@@ -181,7 +185,8 @@ def transform(service: dict[str, Any], extracted: dict[str, Any], run_id: str) -
     from dbsplit.move import transform as tx
 
     chunk = extracted["chunk"]
-    dst = staging_file(service["dag_id"], run_id, _safe(rt.target_table), f"chunk-{chunk['index']:05d}.load")
+    dst = staging_file(service["dag_id"], run_id, f"{service['service']}/{_safe(rt.target_table)}",
+                       f"chunk-{chunk['index']:05d}.load")
     plan = _plan(service["plan_path"])
     stats = tx.transform_chunk(_open_path(extracted["path"]), dst, rt, plan.namespace_uuid, mask_salt(plan))
     _open_path(extracted["path"]).unlink()

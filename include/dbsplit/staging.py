@@ -95,3 +95,17 @@ def add_foreign_keys(conn: psycopg.Connection, schema: str, table: str, fks: Seq
 
 
 _ON_DELETE = {a: a for a in ("NO ACTION", "RESTRICT", "CASCADE", "SET NULL", "SET DEFAULT")}
+
+
+def swap_back(conn: psycopg.Connection, schema: str, table: str) -> str:
+    """Undo a promotion inside the caller's transaction: the previous table returns, or a table new in
+    that promotion is dropped. Returns what was done."""
+    prev_name = side_name(schema, table)
+    live = sql.Identifier(schema, table)
+    if table_oid(conn, PREVIOUS, prev_name) is None:
+        conn.execute(sql.SQL("DROP TABLE IF EXISTS {} CASCADE").format(live))
+        return "dropped (it did not exist before)"
+    conn.execute(sql.SQL("DROP TABLE IF EXISTS {} CASCADE").format(live))
+    conn.execute(sql.SQL("ALTER TABLE {} SET SCHEMA {}").format(sql.Identifier(PREVIOUS, prev_name), sql.Identifier(schema)))
+    conn.execute(sql.SQL("ALTER TABLE {} RENAME TO {}").format(sql.Identifier(schema, prev_name), sql.Identifier(table)))
+    return "swapped back to its previous version"

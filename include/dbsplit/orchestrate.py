@@ -1,0 +1,232 @@
+"""What the orchestrator's phase tasks do at run time: preflight, backup, provision, cross-service
+validation, cut-over and rollback. The service pipelines themselves run runtime.py's functions.
+
+Every function takes the JSON-able orchestrator descriptor built by render.py; what a phase did is
+returned (XCom) so that rollback can undo exactly that.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from dbsplit import conn, provision, staging
+from dbsplit.errors import DataCheckFailed
+from dbsplit.move import copy
+from dbsplit.plan import Plan, load_plan
+from dbsplit.resolve import resolve_service
+from dbsplit.resolved import ResolvedTable
+
+log = logging.getLogger(__name__)
+
+
+def _plan(orch: dict[str, Any]) -> Plan:
+    return load_plan(orch["plan_path"])
+
+
+def _tables(orch: dict[str, Any], services: list[str] | None = None) -> dict[str, list[ResolvedTable]]:
+    plan = _plan(orch)
+    with copy.source_connection(conn.resolve(plan.source.conn_id)) as src, src.transaction():
+        return {s: resolve_service(plan, s, src) for s in (services or list(plan.services))}
+
+
+def _target(plan: Plan, service: str) -> str:
+    return conn.resolve(plan.services[service].target.conn_id)
+
+
+def backups_dir() -> Path:
+    """$DBSPLIT_BACKUPS_DIR, else $AIRFLOW_HOME/dbsplit/backups."""
+    explicit = os.environ.get("DBSPLIT_BACKUPS_DIR")
+    root = Path(explicit) if explicit else Path(os.environ.get("AIRFLOW_HOME", "~/airflow")) / "dbsplit" / "backups"
+    return root.expanduser().resolve()
+
+
+def preflight(orch: dict[str, Any], services: list[str]) -> dict[str, Any]:
+    """Connections, versions, source tables, disk, unmanaged target tables; raise DataCheckFailed on any failure."""
+    from dbsplit.preflight import preflight as run_checks
+
+    plan = _plan(orch)
+    tables = _tables(orch, services)
+    targets = {plan.services[s].target.conn_id: _target(plan, s) for s in services}
+    routes = [(t.source_schema, t.source_table, t.target_schema, t.target_table, plan.services[s].target.conn_id)
+              for s, ts in tables.items() for t in ts]
+    report = run_checks(conn.resolve(plan.source.conn_id), targets, routes)
+    log.info("preflight:\n%s", report)
+    if not report.ok:
+        raise DataCheckFailed("preflight failed: " + "; ".join(f"{c.name}: {c.detail}" for c in report.failures))
+    return {"checks": len(report.checks), "warnings": [f"{c.name}: {c.detail}" for c in report.warnings]}
+
+
+def backup(orch: dict[str, Any], services: list[str], run_id: str) -> dict[str, Any]:
+    """pg_dump the source tables of the services and every existing target database; verify each file,
+    and prove that the source backup restores (into a scratch database that is dropped afterwards)."""
+    from dbsplit import backup as bk
+
+    plan = _plan(orch)
+    out = backups_dir() / orch["plan"] / run_id.replace(":", "_").replace("+", "_")
+    tables = _tables(orch, services)
+    source_tables = sorted({(t.source_schema, t.source_table) for ts in tables.values() for t in ts})
+    files = [bk.dump_tables(conn.resolve(plan.source.conn_id), source_tables, out / "source")]
+    for s in services:
+        target = _target(plan, s)
+        if _database_exists(target):
+            files.append(bk.dump_database(target, out / f"target-{s}"))
+    for f in files:
+        bk.verify(f)
+    _test_restore(files[0], conn.resolve(plan.source.conn_id), source_tables)
+    log.info("backups in %s: %s", out, ", ".join(f"{f.path.name} ({f.bytes} bytes)" for f in files))
+    return {"dir": str(out), "files": [str(f.path) for f in files]}
+
+
+def _database_exists(conninfo: str) -> bool:
+    try:
+        with psycopg.connect(conninfo, connect_timeout=10):
+            return True
+    except psycopg.OperationalError:
+        return False
+
+
+def _test_restore(backup_file: Any, source: str, tables: list[tuple[str, str]]) -> None:
+    """Restore a backup into a scratch database on the source's server, then drop it.
+
+    A table dump holds no types, so the enums and domains its tables use are created first.
+    """
+    from dbsplit import backup as bk
+    from dbsplit import catalog, ddl
+    from dbsplit.conn import with_dbname
+
+    scratch = f"dbsplit_restore_test_{os.getpid()}"
+    admin = with_dbname(source, "postgres")
+    with psycopg.connect(admin, autocommit=True) as c:
+        c.execute(psycopg.sql.SQL("DROP DATABASE IF EXISTS {}").format(psycopg.sql.Identifier(scratch)))
+        c.execute(psycopg.sql.SQL("CREATE DATABASE {}").format(psycopg.sql.Identifier(scratch)))
+    try:
+        with copy.source_connection(source) as src, src.transaction():
+            types = {t for info in catalog.read_tables(src, tables) for t in info.user_types}
+        with psycopg.connect(with_dbname(source, scratch)) as c, c.transaction():
+            for t in sorted(types, key=lambda t: t.kind != "enum"):
+                ddl.ensure_user_type(c, t)
+        bk.restore(backup_file, with_dbname(source, scratch))
+    finally:
+        with psycopg.connect(admin, autocommit=True) as c:
+            c.execute(psycopg.sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(psycopg.sql.Identifier(scratch)))
+
+
+def provision_targets(orch: dict[str, Any], services: list[str]) -> dict[str, Any]:
+    """Create each service's database (and schema), and its least-privilege role when a
+    `<target conn id>_role` Airflow connection names one (login = role, password = its password)."""
+    plan = _plan(orch)
+    done: dict[str, Any] = {}
+    for s in services:
+        target = _target(plan, s)
+        svc = plan.services[s]
+        created_db = provision.ensure_database(target)
+        provision.ensure_schema(target, svc.target.schema_)
+        role = _role_connection(f"{svc.target.conn_id}_role")
+        result = None
+        if role is not None:
+            result = provision.ensure_service_role(target, conn.dbname_of(target), role[0], role[1], [svc.target.schema_])
+        done[s] = {"created_database": created_db or bool(result and result.created_database),
+                   "role": role[0] if role else None, "created_role": bool(result and result.created_role)}
+    log.info("provisioned: %s", done)
+    return done
+
+
+def _role_connection(conn_id: str) -> tuple[str, str | None] | None:
+    from airflow.sdk import BaseHook
+
+    try:
+        c = BaseHook.get_connection(conn_id)
+    except Exception:  # not defined: no role to manage for this service
+        return None
+    return (c.login, c.password) if c.login else None
+
+
+def cross_validate(orch: dict[str, Any], services: list[str]) -> dict[str, Any]:
+    """Every soft reference of every service resolves in the referenced service's database."""
+    from dbsplit.validate.references import check_reference, reference_outcome
+
+    plan = _plan(orch)
+    outcomes = []
+    for s, tables in _tables(orch, services).items():
+        for t in tables:
+            for ref in t.soft_references:
+                ref_schema, ref_table = ref.referenced_table.split(".", 1)
+                result = check_reference(_target(plan, s), t.target_schema, t.target_table, ref.column,
+                                         _target(plan, ref.referenced_service), ref_schema, ref_table,
+                                         ref.referenced_column)
+                outcomes.append({"table": f"{s}: {t.target_schema}.{t.target_table}"} | reference_outcome(result, ref))
+    failed = [o for o in outcomes if not o["success"]]
+    for o in outcomes:
+        log.info("%s %s.%s: %s", "ok" if o["success"] else "FAIL", o["table"], o["column"], o["details"])
+    if failed:
+        raise DataCheckFailed("; ".join(f"{o['table']}.{o['column']}: {o['details']}" for o in failed))
+    return {"references": len(outcomes)}
+
+
+def freeze_source(orch: dict[str, Any], services: list[str], run_id: str) -> dict[str, Any]:
+    """Cut-over: guard the migrated source tables against writes (the only write dbsplit makes to a source)."""
+    from dbsplit.freeze import freeze
+
+    plan = _plan(orch)
+    tables = sorted({(t.source_schema, t.source_table) for ts in _tables(orch, services).values() for t in ts})
+    state = freeze(conn.resolve(plan.source.conn_id), tables,
+                   f"dbsplit plan {plan.name!r} run {run_id} has cut over: write to the service databases")
+    return {"frozen": [list(t) for t in state.changed]}
+
+
+def unfreeze_source(orch: dict[str, Any], tables: list[list[str]] | None = None) -> dict[str, Any]:
+    """Remove the write guards (all the plan's source tables unless tables are given)."""
+    from dbsplit.freeze import unfreeze
+
+    plan = _plan(orch)
+    if tables is None:
+        tables = sorted({(t.source_schema, t.source_table) for ts in _tables(orch).values() for t in ts})
+    done = unfreeze(conn.resolve(plan.source.conn_id), [tuple(t) for t in tables])
+    return {"unfrozen": [list(t) for t in done]}
+
+
+def rollback(orch: dict[str, Any], did: dict[str, Any]) -> None:
+    """Undo what this run did, newest first: unfreeze, swap promoted tables back, drop what provision created.
+
+    did: {"frozen": [[schema, table]...], "promoted": {service: [schema.table...]}, "provisioned": {...}}.
+    Raises DataCheckFailed at the end so that the run is marked failed with the reason.
+    """
+    plan = _plan(orch)
+    undone = []
+    if did.get("frozen"):
+        undone.append(f"unfroze {len(unfreeze_source(orch, did['frozen'])['unfrozen'])} source table(s)")
+    for service, tables in (did.get("promoted") or {}).items():
+        with psycopg.connect(_target(plan, service)) as tgt, tgt.transaction():
+            for name in tables:
+                schema, table = name.split(".", 1)
+                undone.append(f"{service}: {name} {staging.swap_back(tgt, schema, table)}")
+    for service, p in (did.get("provisioned") or {}).items():
+        if p.get("created_database") and not did.get("promoted", {}).get(service):
+            undone.append(f"{service}: {provision_undo(plan, service, p)}")
+    log.warning("rolled back: %s", "; ".join(undone) or "nothing to undo")
+    raise DataCheckFailed("the migration failed and was rolled back (" + ("; ".join(undone) or "nothing to undo")
+                          + "); see the failed tasks for the reason")
+
+
+def provision_undo(plan: Plan, service: str, p: dict[str, Any]) -> str:
+    """Drop a database (and role) this run created, if it holds no table outside dbsplit's schemas."""
+    target = _target(plan, service)
+    with psycopg.connect(target) as c:
+        user_tables = c.execute("SELECT count(*) FROM pg_tables WHERE schemaname NOT IN "
+                                "('pg_catalog', 'information_schema', '_dbsplit', '_dbsplit_staging', '_dbsplit_prev')"
+                                ).fetchone()[0]
+    if user_tables:
+        return f"kept database {conn.dbname_of(target)} ({user_tables} table(s) in it)"
+    from dbsplit.conn import with_dbname
+
+    with psycopg.connect(with_dbname(target, "postgres"), autocommit=True) as c:
+        c.execute(psycopg.sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+            psycopg.sql.Identifier(conn.dbname_of(target))))
+        if p.get("created_role") and p.get("role"):
+            c.execute(psycopg.sql.SQL("DROP ROLE IF EXISTS {}").format(psycopg.sql.Identifier(p["role"])))
+    return f"dropped database {conn.dbname_of(target)} created by this run"

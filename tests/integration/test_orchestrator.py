@@ -1,0 +1,113 @@
+"""The orchestrator: staged phases end to end, rollback of every target on a failed checkpoint, cut-over freeze."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from dbsplit.airflow_local import run_dags
+from dbsplit.conn import airflow_conn_env
+from dbsplit.dagfactory import EXAMPLES
+from dbsplit.plan import load_plan
+from dbsplit.samples import create_sample
+from tests.integration.test_migrate_users import database_fingerprint
+
+pytestmark = pytest.mark.integration
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def setup_example(example: str, make_db, tmp_path: Path, plan_text: str | None = None):
+    plan_path = EXAMPLES / example / "plan.yaml"
+    if plan_text is not None:
+        plan_path = tmp_path / "plan.yaml"
+        plan_path.write_text(plan_text)
+    plan = load_plan(plan_path)
+    source = make_db(f"{example}_src")
+    create_sample(source, example, rows=5_000)
+    targets = {s.target.conn_id: make_db(f"{example}_{n}") for n, s in plan.services.items()}
+    env = dict(airflow_conn_env(cid, info) for cid, info in targets.items())
+    env |= dict([airflow_conn_env(plan.source.conn_id, source)])
+    env |= {"DBSPLIT_PLANS": str(plan_path), "AIRFLOW_VAR_DBSPLIT_MASK_SALT": "salt",
+            "DBSPLIT_REPORTS_DIR": str(tmp_path / "reports"), "DBSPLIT_BACKUPS_DIR": str(tmp_path / "backups")}
+    return plan, source, targets, env
+
+
+def orchestrate(env: dict, tmp_path: Path, conf: dict | None = None):
+    [result] = run_dags(["dbsplit_orchestrator"], home=tmp_path / "airflow", dags_folder=ROOT / "dags", env=env,
+                        conf=conf, max_retry_delay_s=1)
+    return result
+
+
+def user_tables(conninfo: str) -> dict[str, str]:
+    fp = database_fingerprint(conninfo)
+    return {k: v for k, v in fp.items() if not k.startswith("_dbsplit") and k != "relations"}
+
+
+@pytest.mark.parametrize("example", ["jobboard", "helpdesk"])
+def test_orchestrator_migrates_example(example: str, make_db, tmp_path: Path) -> None:
+    plan, source, targets, env = setup_example(example, make_db, tmp_path)
+    before = database_fingerprint(source)
+    result = orchestrate(env, tmp_path)
+    assert result.state == "success", result.failed_tasks
+    assert result.task_states["rollback"] == "skipped"
+    assert database_fingerprint(source) == before
+    assert any((tmp_path / "backups").rglob("*.dump")) or any((tmp_path / "backups").rglob("*"))
+    for conn_id, info in targets.items():
+        assert user_tables(info), f"{conn_id} holds no migrated table"
+
+
+BAD_PLAN = """\
+version: 1
+name: jobboard
+source: {conn_id: jobboard_monolith}
+services:
+  jobs:
+    target: {conn_id: jobboard_jobs}
+    tables: [companies, job_categories, skills, jobs, job_skills]
+  users:
+    target: {conn_id: jobboard_users}
+    tables:
+      - source: users
+        transforms:
+          id: {cast: integer}
+"""
+
+
+def test_failed_checkpoint_rolls_every_target_back(make_db, tmp_path: Path) -> None:
+    plan, source, targets, env = setup_example("jobboard", make_db, tmp_path, BAD_PLAN)
+    first = orchestrate(env, tmp_path)            # a clean run: both services promoted
+    assert first.state == "success", first.failed_tasks
+    with psycopg.connect(source, autocommit=True) as conn:   # a row whose id cannot become an integer
+        conn.execute("INSERT INTO users (id, email, full_name, locale, settings, created_at, updated_at) "
+                     "SELECT 3000000000, 'big@example.com', 'Big Id', locale, settings, created_at, updated_at "
+                     "FROM users LIMIT 1")
+        conn.execute("UPDATE companies SET name = name || ' (renamed)' WHERE id = 1")
+    before_source = database_fingerprint(source)
+    before_targets = {cid: user_tables(info) for cid, info in targets.items()}
+
+    result = orchestrate(env, tmp_path)
+    assert result.state == "failed"
+    assert "dbsplit_rejected_rows_within_limit" in " ".join(result.failed_tasks.values())
+    assert result.task_states["rollback"] == "failed"       # it ran, undid, and failed the run with the reason
+    assert database_fingerprint(source) == before_source
+    for cid, info in targets.items():
+        assert user_tables(info) == before_targets[cid], f"{cid} was not rolled back"
+
+
+def test_cut_over_freezes_and_unfreeze_restores(make_db, tmp_path: Path) -> None:
+    plan, source, targets, env = setup_example("jobboard", make_db, tmp_path)
+    result = orchestrate(env, tmp_path, conf={"cut_over": True, "services": ["users"]})
+    assert result.state == "success", result.failed_tasks
+    assert result.task_states["cut_over.freeze_source"] == "success"
+    with psycopg.connect(source, autocommit=True) as conn:
+        with pytest.raises(psycopg.errors.RaiseException, match="dbsplit"):
+            conn.execute("INSERT INTO users (id, email, full_name, locale, settings, created_at, updated_at) "
+                         "SELECT 99999999, 'x@example.com', 'X', locale, settings, created_at, updated_at FROM users LIMIT 1")
+        conn.execute("SELECT count(*) FROM jobs")  # tables of services not cut over stay writable
+        conn.execute("UPDATE jobs SET title = title WHERE id = 1")
+    [unfreeze] = run_dags(["dbsplit_unfreeze"], home=tmp_path / "airflow", dags_folder=ROOT / "dags", env=env)
+    assert unfreeze.state == "success", unfreeze.failed_tasks
+    with psycopg.connect(source, autocommit=True) as conn:
+        conn.execute("UPDATE users SET full_name = full_name WHERE id = 1")
