@@ -68,7 +68,7 @@ def backup(orch: dict[str, Any], services: list[str], run_id: str) -> dict[str, 
 
     plan = _plan(orch)
     out = backups_dir() / orch["plan"] / run_id.replace(":", "_").replace("+", "_")
-    tables = _tables(orch, services)
+    tables = _tables(orch)  # every table of the plan: a restore needs the tables that foreign keys point at
     source_tables = sorted({(t.source_schema, t.source_table) for ts in tables.values() for t in ts})
     files = [bk.dump_tables(conn.resolve(plan.source.conn_id), source_tables, out / "source")]
     for s in services:
@@ -176,7 +176,7 @@ def freeze_source(orch: dict[str, Any], services: list[str], run_id: str) -> dic
     tables = sorted({(t.source_schema, t.source_table) for ts in _tables(orch, services).values() for t in ts})
     state = freeze(conn.resolve(plan.source.conn_id), tables,
                    f"dbsplit plan {plan.name!r} run {run_id} has cut over: write to the service databases")
-    return {"frozen": [list(t) for t in state.changed]}
+    return {"frozen": [list(t) for t in state.newly_frozen]}
 
 
 def unfreeze_source(orch: dict[str, Any], tables: list[list[str]] | None = None) -> dict[str, Any]:

@@ -58,6 +58,10 @@ def test_orchestrator_migrates_example(example: str, make_db, tmp_path: Path) ->
         assert user_tables(info), f"{conn_id} holds no migrated table"
 
 
+INSERT_USER = ("INSERT INTO users (id, public_id, email, full_name, locale, is_active, settings, created_at, updated_at) "
+               "SELECT %s, gen_random_uuid(), %s, full_name, locale, is_active, settings, created_at, updated_at "
+               "FROM users ORDER BY id LIMIT 1")
+
 BAD_PLAN = """\
 version: 1
 name: jobboard
@@ -80,9 +84,7 @@ def test_failed_checkpoint_rolls_every_target_back(make_db, tmp_path: Path) -> N
     first = orchestrate(env, tmp_path)            # a clean run: both services promoted
     assert first.state == "success", first.failed_tasks
     with psycopg.connect(source, autocommit=True) as conn:   # a row whose id cannot become an integer
-        conn.execute("INSERT INTO users (id, email, full_name, locale, settings, created_at, updated_at) "
-                     "SELECT 3000000000, 'big@example.com', 'Big Id', locale, settings, created_at, updated_at "
-                     "FROM users LIMIT 1")
+        conn.execute(INSERT_USER, (3_000_000_000, "big@example.com"))
         conn.execute("UPDATE companies SET name = name || ' (renamed)' WHERE id = 1")
     before_source = database_fingerprint(source)
     before_targets = {cid: user_tables(info) for cid, info in targets.items()}
@@ -98,15 +100,14 @@ def test_failed_checkpoint_rolls_every_target_back(make_db, tmp_path: Path) -> N
 
 def test_cut_over_freezes_and_unfreeze_restores(make_db, tmp_path: Path) -> None:
     plan, source, targets, env = setup_example("jobboard", make_db, tmp_path)
-    result = orchestrate(env, tmp_path, conf={"cut_over": True, "services": ["users"]})
+    result = orchestrate(env, tmp_path, conf={"cut_over": True})
     assert result.state == "success", result.failed_tasks
     assert result.task_states["cut_over.freeze_source"] == "success"
     with psycopg.connect(source, autocommit=True) as conn:
-        with pytest.raises(psycopg.errors.RaiseException, match="dbsplit"):
-            conn.execute("INSERT INTO users (id, email, full_name, locale, settings, created_at, updated_at) "
-                         "SELECT 99999999, 'x@example.com', 'X', locale, settings, created_at, updated_at FROM users LIMIT 1")
-        conn.execute("SELECT count(*) FROM jobs")  # tables of services not cut over stay writable
-        conn.execute("UPDATE jobs SET title = title WHERE id = 1")
+        with pytest.raises(psycopg.errors.ObjectNotInPrerequisiteState, match="frozen for the migration"):
+            conn.execute(INSERT_USER, (99_999_999, "x@example.com"))
+        with pytest.raises(psycopg.errors.ObjectNotInPrerequisiteState, match="frozen for the migration"):
+            conn.execute("UPDATE jobs SET title = title WHERE id = 1")
     [unfreeze] = run_dags(["dbsplit_unfreeze"], home=tmp_path / "airflow", dags_folder=ROOT / "dags", env=env)
     assert unfreeze.state == "success", unfreeze.failed_tasks
     with psycopg.connect(source, autocommit=True) as conn:
