@@ -4,14 +4,20 @@ A sample is three SQL scripts run in one transaction: schema.sql (tables), gener
 server-side with generate_series from the counts in the settings dbsplit.<table>) and constraints.sql
 (foreign keys and indexes). The data depends only on the requested row count, so the same count gives
 the same bytes on any server and PostgreSQL version.
+
+The size distribution of a sample (rows per table for a requested total) is JOBBOARD below for
+jobboard, and the sizes.yaml next to the SQL scripts for every other example. A table is named
+`table` (schema public) or `schema.table` (payments keeps one schema per service); its count setting
+is dbsplit.<name in lower case>, e.g. dbsplit.payment_schema.order for payment_schema."Order".
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import LiteralString
+from typing import Any, LiteralString
 
 import psycopg
+import yaml
 from psycopg import sql
 
 from dbsplit.errors import DbsplitError
@@ -41,19 +47,61 @@ JOBBOARD: dict[str, tuple[float, int]] = {
     "notification_preferences": (0.03, 10),
     "analytics_events": (0.0, 10),
 }
-SAMPLES: dict[str, dict[str, tuple[float, int]]] = {"jobboard": JOBBOARD}
+SIZES_FILE = "sizes.yaml"
 
 # session settings that make generation and text output independent of the server's defaults
 _SESSION = {"client_encoding": "UTF8", "TimeZone": "UTC", "DateStyle": "ISO, YMD", "IntervalStyle": "postgres",
-            "bytea_output": "hex", "search_path": "public", "work_mem": "64MB", "maintenance_work_mem": "256MB"}
+            "bytea_output": "hex", "search_path": "public", "work_mem": "64MB", "maintenance_work_mem": "256MB",
+            # JIT stays on, but LLVM's inlining and optimisation passes over the generators' wide
+            # expressions cost more than they save (1M-row samples: up to 40 % faster without them)
+            "jit_inline_above_cost": "-1", "jit_optimize_above_cost": "-1"}
 
 
 class SampleError(DbsplitError):
     """A sample cannot be created or read."""
 
 
+def _load_sizes(path: Path) -> tuple[dict[str, tuple[float, int]], int]:
+    """(shares, default rows) of an example's sizes.yaml: {default_rows: N, tables: {name: [share, minimum]}}."""
+    data: Any = yaml.safe_load(path.read_text(encoding="utf-8"))
+    where = f"{path}: "
+    if not isinstance(data, dict) or set(data) != {"default_rows", "tables"}:
+        raise SampleError(where + "expected exactly the keys default_rows and tables. "
+                          "Fix: see include/examples/helpdesk/sizes.yaml.")
+    tables = data["tables"]
+    if not isinstance(tables, dict) or len(tables) < 2:
+        raise SampleError(where + "tables must map at least two table names to [share, minimum].")
+    shares: dict[str, tuple[float, int]] = {}
+    for table, value in tables.items():
+        if (not isinstance(value, list) or len(value) != 2 or isinstance(value[0], bool)
+                or not isinstance(value[0], (int, float)) or isinstance(value[1], bool)
+                or not isinstance(value[1], int) or not 0 <= value[0] < 1 or value[1] < 1):
+            raise SampleError(where + f"tables.{table}: expected [share in 0..1, minimum rows >= 1], got {value!r}.")
+        shares[str(table)] = (float(value[0]), value[1])
+    if sum(share for share, _ in shares.values()) >= 1:
+        raise SampleError(where + "the shares add up to 1 or more; the last table needs the remainder.")
+    default_rows = data["default_rows"]
+    if not isinstance(default_rows, int) or isinstance(default_rows, bool) or default_rows < MIN_ROWS:
+        raise SampleError(where + f"default_rows must be an integer >= {MIN_ROWS}.")
+    return shares, default_rows
+
+
+def _load_samples() -> tuple[dict[str, dict[str, tuple[float, int]]], dict[str, int]]:
+    """jobboard from JOBBOARD, then every include/examples/<name>/ with sizes.yaml and the three scripts."""
+    samples: dict[str, dict[str, tuple[float, int]]] = {"jobboard": JOBBOARD}
+    defaults = {"jobboard": 50_000}
+    for path in sorted(SAMPLES_DIR.glob(f"*/{SIZES_FILE}")):
+        if path.parent.name not in samples and all((path.parent / s).is_file() for s in SCRIPTS):
+            samples[path.parent.name], defaults[path.parent.name] = _load_sizes(path)
+    return samples, defaults
+
+
+# name -> table -> (share of all rows, minimum rows), in the order of sample_tables(); name -> default total
+SAMPLES, DEFAULT_ROWS = _load_samples()
+
+
 def sample_tables(name: str = "jobboard") -> list[str]:
-    """The tables of a sample, parents before children within each service."""
+    """The tables of a sample (`table`, or `schema.table` outside public), parents before children per service."""
     if name not in SAMPLES:
         raise SampleError(f"unknown sample {name!r}. Fix: use one of {', '.join(sorted(SAMPLES))}.")
     return list(SAMPLES[name])
@@ -77,25 +125,40 @@ def sample_exists(conninfo: str, name: str = "jobboard") -> bool:
         for table in sample_tables(name):
             if not _table_exists(conn, table):
                 return False
-            query = sql.SQL("SELECT EXISTS (SELECT FROM {})").format(sql.Identifier("public", table))
+            query = sql.SQL("SELECT EXISTS (SELECT FROM {})").format(table_identifier(table))
             if not _scalar(conn, query):
                 return False
     return True
 
 
-def create_sample(conninfo: str, name: str = "jobboard", rows: int = 50_000) -> dict[str, int]:
-    """Create and fill the sample's tables in an empty database, in one transaction; return rows per table."""
-    counts = planned_counts(rows, name)
+def create_sample(conninfo: str, name: str = "jobboard", rows: int | None = None) -> dict[str, int]:
+    """Create and fill the sample's tables in an empty database, in one transaction; return rows per table.
+
+    rows is the requested total (default: the sample's default, 50,000 for jobboard, 20,000 for the others).
+    """
+    sample_tables(name)
+    counts = planned_counts(DEFAULT_ROWS[name] if rows is None else rows, name)
     with psycopg.connect(conninfo) as conn, conn.transaction():
         _check_target(conn, name)
         _set_session(conn)
         for table, count in counts.items():
-            conn.execute("SELECT set_config(%s, %s, true)", (f"dbsplit.{table}", str(count)))
+            conn.execute("SELECT set_config(%s, %s, true)", (count_setting(table), str(count)))
         for script in SCRIPTS:
             conn.execute((SAMPLES_DIR / name / script).read_bytes())
-        tables = sql.SQL(", ").join(sql.Identifier("public", t) for t in counts)
+        tables = sql.SQL(", ").join(table_identifier(t) for t in counts)
         conn.execute(sql.SQL("ANALYZE {}").format(tables))
         return _counts(conn, name)
+
+
+def table_identifier(table: str) -> sql.Identifier:
+    """The qualified identifier of a sample table name: `t` is public.t, `s.t` is s.t (case kept)."""
+    schema, _, bare = table.rpartition(".")
+    return sql.Identifier(schema or "public", bare)
+
+
+def count_setting(table: str) -> str:
+    """The custom setting that holds a table's row count for generate.sql (lower case, as PostgreSQL folds it)."""
+    return f"dbsplit.{table.lower()}"
 
 
 def table_counts(conninfo: str, name: str = "jobboard") -> dict[str, int]:
@@ -114,7 +177,7 @@ def table_checksums(conninfo: str, name: str = "jobboard") -> dict[str, str]:
 def _checksum(conn: psycopg.Connection, table: str) -> str:
     order = sql.SQL(", ").join(sql.Identifier("t", c) for c in _primary_key(conn, table))
     query = sql.SQL("SELECT md5(coalesce(string_agg(md5(t::text), '' ORDER BY {}), '')) FROM {} AS t").format(
-        order, sql.Identifier("public", table))
+        order, table_identifier(table))
     return str(_scalar(conn, query))
 
 
@@ -124,7 +187,7 @@ def _primary_key(conn: psycopg.Connection, table: str) -> list[str]:
            CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord)
            JOIN pg_attribute AS a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
            WHERE i.indrelid = %s::regclass AND i.indisprimary ORDER BY k.ord""",
-        (sql.Identifier("public", table).as_string(conn),),
+        (table_identifier(table).as_string(conn),),
     ).fetchall()
     if not rows:
         raise SampleError(f"table {table!r} has no primary key. Fix: recreate the sample with create_sample.")
@@ -135,8 +198,9 @@ def _counts(conn: psycopg.Connection, name: str) -> dict[str, int]:
     counts: dict[str, int] = {}
     for table in sample_tables(name):
         if not _table_exists(conn, table):
-            raise SampleError(f"table public.{table} of sample {name!r} is missing. Fix: run create_sample first.")
-        query = sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier("public", table))
+            raise SampleError(f"table {table_identifier(table).as_string(conn)} of sample {name!r} is missing. "
+                              "Fix: run create_sample first.")
+        query = sql.SQL("SELECT count(*) FROM {}").format(table_identifier(table))
         counts[table] = int(str(_scalar(conn, query)))
     return counts
 
@@ -159,7 +223,7 @@ def _set_session(conn: psycopg.Connection) -> None:
 
 
 def _table_exists(conn: psycopg.Connection, table: str) -> bool:
-    name = sql.Identifier("public", table).as_string(conn)
+    name = table_identifier(table).as_string(conn)
     return bool(_scalar(conn, "SELECT to_regclass(%s) IS NOT NULL", (name,)))
 
 
