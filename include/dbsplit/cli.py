@@ -71,7 +71,9 @@ def _cmd_airflow(args: argparse.Namespace) -> int:
     server = pg_url()
     prepare_source(plan, server, rows=args.rows)
     env = airflow_env(dbsplit_home() / "airflow", PROJECT_ROOT / "dags", PROJECT_ROOT / "plugins")
-    env |= connection_env(plan, server) | {"DBSPLIT_PLANS": str(plan_path)}
+    from dbsplit.demo import demo_variables
+
+    env |= connection_env(plan, server) | demo_variables(plan) | {"DBSPLIT_PLANS": str(plan_path)}
     env |= {"AIRFLOW__API__HOST": "127.0.0.1", "AIRFLOW__API__PORT": str(args.port),
             "DBSPLIT_REPORTS_DIR": os.environ.get("DBSPLIT_REPORTS_DIR", str(dbsplit_home() / "reports"))}
     print(f"Airflow UI on http://127.0.0.1:{args.port}/ (user admin; the password is printed below and kept in "

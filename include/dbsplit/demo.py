@@ -31,6 +31,15 @@ def prepare_source(plan: Plan, server: str, rows: int) -> str:
     return source
 
 
+def demo_variables(plan: Plan) -> dict[str, str]:
+    """Airflow variables a plan needs locally: a demo salt for `mask: hash` (never use it for real data)."""
+    salt = plan.defaults.mask_salt
+    if salt is None or not salt.variable:
+        return {}
+    name = f"AIRFLOW_VAR_{salt.variable.upper()}"
+    return {name: os.environ.get(name, "dbsplit-demo-salt-not-secret")}
+
+
 def run_demo(plan_path: Path, rows: int) -> int:
     """Returns 0 when every DAG succeeded and every table's counts match, 1 otherwise."""
     from dbsplit.airflow_local import run_dags
@@ -40,7 +49,7 @@ def run_demo(plan_path: Path, rows: int) -> int:
     source = prepare_source(plan, server, rows)
     conninfos = connection_conninfos(plan, server)
     specs = service_specs(plan)
-    env = connection_env(plan, server) | {"DBSPLIT_PLANS": str(plan_path.resolve())}
+    env = connection_env(plan, server) | demo_variables(plan) | {"DBSPLIT_PLANS": str(plan_path.resolve())}
     os.environ.setdefault("DBSPLIT_REPORTS_DIR", str(dbsplit_home() / "reports"))
     env["DBSPLIT_REPORTS_DIR"] = os.environ["DBSPLIT_REPORTS_DIR"]
     results = run_dags([s.dag_id for s in specs], home=dbsplit_home() / "airflow",
@@ -72,19 +81,22 @@ def _run_evidence(target: str, run_id: str | None) -> dict[str, state.Evidence]:
 
 def _print_tables(specs: list[ServiceDagSpec], conninfos: dict[str, str], source: str,
                   run_ids: dict[str, str | None]) -> bool:
-    """One line per table: source rows, target rows, this run's validation; True when all match and passed."""
+    """One line per table of this run (whole-schema tables included): rows the source holds for the
+    table (after the plan's filter), rows in the live target table, and the validation verdict."""
     all_ok = True
-    print(f"\n{'service':<14} {'table':<28} {'source rows':>12} {'target rows':>12}  validation")
+    print(f"\n{'service':<14} {'table':<34} {'source rows':>12} {'target rows':>12}  validation")
     for spec in specs:
         target = conninfos[spec.target_conn_id]
         verdicts = _run_evidence(target, run_ids.get(spec.dag_id))
-        for t in spec.tables:
-            src, tgt = _count(source, t.source_schema, t.source_table), _count(target, t.target_schema, t.target_table)
-            ev = verdicts.get(f"{t.target_schema}.{t.target_table}")
+        expected = [f"{t.target_schema}.{t.target_table}" for t in spec.tables]
+        for name in expected + sorted(set(verdicts) - set(expected)):
+            ev = verdicts.get(name)
+            schema, table = name.split(".", 1)
+            tgt = _count(target, schema, table)
             verdict = "not run" if ev is None else ("passed" if ev.success else "FAILED")
-            ok = src is not None and src == tgt and verdict == "passed"
-            all_ok &= ok
-            print(f"{spec.service:<14} {t.target_table:<28} {src!s:>12} {tgt!s:>12}  {verdict}")
+            src = None if ev is None else ev.source_rows
+            all_ok &= src is not None and src == tgt and verdict == "passed"
+            print(f"{spec.service:<14} {name:<34} {src!s:>12} {tgt!s:>12}  {verdict}")
     from dbsplit.reports.evidence import reports_dir
 
     print(f"\nresult: {'OK' if all_ok else 'MISMATCH'}")

@@ -72,8 +72,14 @@ def prepare_target(service: dict[str, Any]) -> dict[str, Any]:
     return {"database_created": created_db}
 
 
-@lru_cache(maxsize=8)
 def _plan(path: str) -> Plan:
+    """The plan file, re-read when it changed (workers are long-lived; plans are edited between runs)."""
+    stat = os.stat(path)
+    return _plan_version(path, stat.st_mtime_ns, stat.st_size)
+
+
+@lru_cache(maxsize=8)
+def _plan_version(path: str, mtime_ns: int, size: int) -> Plan:
     return load_plan(path)
 
 
@@ -147,7 +153,8 @@ def extract(service: dict[str, Any], chunk: dict[str, Any], run_id: str) -> dict
 
             stats = tx.extract_chunk(src, rt, where, path)
             log.info("extracted %s: %d rows in %.2f s", out["label"], stats.rows, stats.seconds)
-            return out | {"skipped": False, "path": str(path), "rows": stats.rows}
+            return out | {"skipped": False, "path": str(path), "rows": stats.rows,
+                          "source_rows": getattr(stats, "source_rows", None) or stats.rows}
         where = _and(where, rt.filter)
         cols = [m.target for m in rt.columns]
         query = copy.select_sql(rt.source_schema, rt.source_table, cols)
@@ -218,7 +225,7 @@ def load(service: dict[str, Any], transformed: dict[str, Any], run_id: str) -> d
     path = _open_path(transformed["path"])
     stg = staging.side_name(rt.target_schema, rt.target_table)
     with psycopg.connect(conn.resolve(service["target_conn_id"])) as tgt, tgt.transaction():
-        if not state.claim_chunk(tgt, chunk["load_id"], chunk["index"], transformed["rows"],
+        if not state.claim_chunk(tgt, chunk["load_id"], chunk["index"], transformed.get("source_rows", transformed["rows"]),
                                  transformed.get("source_checksum"), run_id):
             log.info("%s: already loaded (a concurrent or earlier attempt), skipped", transformed["label"])
             return {"label": transformed["label"], "skipped": True, "rows": 0}
@@ -263,6 +270,9 @@ def validate(service: dict[str, Any], selector: str, run_id: str) -> dict[str, A
     outcomes = [o.__dict__ for o in result.outcomes]
     outcomes += [_checksum_outcome(service, rt, load_id, [Chunk.from_dict(c) for c in chunk_plan]),
                  _rejects_outcome(rt, rejects)]
+    outcomes += _reference_outcomes(service, rt, target)
+    suite_outcomes, data_docs = _suite_outcomes(service, rt, target, stg_name, run_id)
+    outcomes += suite_outcomes
     success = all(o["success"] for o in outcomes)
     rows_check = next((o for o in result.outcomes if o.expectation == ROW_COUNT), None)
     ev = state.Evidence(
@@ -276,7 +286,8 @@ def validate(service: dict[str, Any], selector: str, run_id: str) -> dict[str, A
         sample = state.rejects_sample(tgt, load_id)
     evidence.write_evidence(ev.__dict__ | {
         "rejected_rows": rejects, "rejects_sample": sample, "validated_at": datetime.now(timezone.utc).isoformat(),
-        "rows_per_second": round(int(source_rows) / float(load_seconds)) if load_seconds else None, "data_docs": None})
+        "rows_per_second": round(int(source_rows) / float(load_seconds)) if load_seconds else None,
+        "data_docs": data_docs})
     if not success:
         raise DataCheckFailed("; ".join(f"{name}: {o['expectation']} failed: {o['details']}"
                                         for o in outcomes if not o["success"]))
@@ -287,6 +298,65 @@ def validate(service: dict[str, Any], selector: str, run_id: str) -> dict[str, A
 
 CHECKSUM = "dbsplit_chunk_checksums_match"
 REJECTS = "dbsplit_rejected_rows_within_limit"
+
+
+def _reference_outcomes(service: dict[str, Any], rt: ResolvedTable, target: str) -> list[dict[str, Any]]:
+    """Soft references of the staged table that resolve in the referenced service's live table (another
+    database). A referenced table not migrated yet is left to the orchestrator's cross-service validation."""
+    from dbsplit.validate.references import check_reference, reference_outcome
+
+    plan = _plan(service["plan_path"])
+    out = []
+    for ref in rt.soft_references:
+        parent = conn.resolve(plan.services[ref.referenced_service].target.conn_id)
+        ref_schema, ref_table = ref.referenced_table.split(".", 1)
+        if not _table_exists(parent, ref_schema, ref_table):
+            out.append({"expectation": "dbsplit_references_resolve", "column": ref.column, "success": True,
+                        "observed": None, "details": f"{ref.referenced_service}: {ref.referenced_table} is not migrated "
+                        "yet; the orchestrator's cross-service validation checks this reference"})
+            continue
+        result = check_reference(target, staging.STAGING, staging.side_name(rt.target_schema, rt.target_table),
+                                 ref.column, parent, ref_schema, ref_table, ref.referenced_column)
+        out.append(reference_outcome(result, ref))
+    return out
+
+
+def _table_exists(conninfo: str, schema: str, table: str) -> bool:
+    try:
+        with psycopg.connect(conninfo) as c:
+            return catalog.table_oid(c, schema, table) is not None
+    except psycopg.OperationalError:
+        return False
+
+
+def _suite_outcomes(service: dict[str, Any], rt: ResolvedTable, target: str, stg_name: str,
+                    run_id: str) -> tuple[list[dict[str, Any]], str | None]:
+    """The plan's GX suite for the table, run on staging; its results and Data Docs go to the reports dir."""
+    if not rt.expectations:
+        return [], None
+    from dbsplit.validate import datadocs
+    from dbsplit.validate.suites import validate_suite
+
+    run = validate_suite(target, staging.STAGING, stg_name, suite_path(service["plan_path"], rt.expectations),
+                         run_name=run_id)
+    out_dir = evidence.run_dir(service["dag_id"], run_id) / "gx" / evidence.safe_part(f"{rt.target_schema}.{rt.target_table}")
+    datadocs.write_results(run.result, out_dir)
+    try:
+        index = datadocs.build_data_docs(run.result, out_dir)
+        docs = str(index.relative_to(evidence.reports_dir()))
+    except Exception as exc:  # the results JSON is kept; Data Docs are a convenience
+        log.warning("Data Docs not built for %s: %s", rt.target_table, exc)
+        docs = None
+    return [o.__dict__ for o in run.outcomes], docs
+
+
+def suite_path(plan_path: str, relative: str) -> Path:
+    """A suite path of the plan, relative to the first folder above the plan file that holds it."""
+    for folder in Path(plan_path).resolve().parents:
+        if (folder / relative).is_file():
+            return folder / relative
+    raise DataCheckFailed(f"{plan_path}: expectations file {relative} not found in any folder above the plan. "
+                          "Fix: correct the path (relative to the project root) or add the suite file.")
 
 
 def _rejects_outcome(rt: ResolvedTable, rejects: int) -> dict[str, Any]:

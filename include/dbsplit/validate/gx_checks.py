@@ -8,6 +8,11 @@ dataclasses. GX computes every metric with SQL (count(*), sum(CASE WHEN ... IS N
 great_expectations is imported inside validate_table() only: this module is imported while Airflow
 parses DAG files, where the ~3 s GX import is not affordable.
 
+table_batch() (the context, the data source and a whole-table batch definition, with every workaround
+below) is shared with suites.py, which runs project suite files on a table; _outcome() turns any
+GX expectation result into an ExpectationOutcome (unexpected_count for row-by-row expectations,
+observed_value for aggregate ones).
+
 GX 1.24 quirks handled here (details in the comments next to the code):
 - PostgresDatasource validates connection_string as a pydantic PostgresDsn, which rejects the
   host-less URL of a unix-socket server (postgresql+psycopg://u@/db?host=/dir): the URL is handed
@@ -39,7 +44,8 @@ from __future__ import annotations
 import logging
 import time
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -123,12 +129,68 @@ def validate_table(conninfo: str, schema: str, table: str, *, expected_rows: int
     where = _qualified(schema, table)
     started = time.perf_counter()
 
+    try:
+        with table_batch(conninfo, schema, table) as batch:
+            results = _run(batch.gx, batch.context, batch.batch_definition, "checks",
+                           _expectations(batch.gxe, expected_rows, keys, not_null), _COUNTS_ONLY)
+            _raise_for_errors(where, results)
+            samples: list[Any] = []
+            if keys and any(not r.success and r.expectation_config.type in (UNIQUE, COMPOUND_UNIQUE)
+                            for r in results):
+                # only now pay for the rows: with partial_unexpected_count > 0 GX runs one more full
+                # scan per expectation (LIMIT n over a filter), doubling the time of a passing table
+                [again] = _run(batch.gx, batch.context, batch.batch_definition, "duplicates",
+                               [_key_expectation(batch.gxe, keys)], _WITH_SAMPLES)
+                _raise_for_errors(where, [again])
+                samples = list((again.result or {}).get("partial_unexpected_list") or [])
+    except DataCheckFailed:
+        raise
+    except Exception as exc:
+        raise check_error(where, conninfo, schema, exc) from exc
+
+    outcomes = []
+    for r in results:
+        config = r.expectation_config
+        result = dict(r.result or {})
+        if config.type in (UNIQUE, COMPOUND_UNIQUE) and samples:
+            result["partial_unexpected_list"] = samples
+        outcomes.append(_outcome(config.type, _column_label(config.kwargs), bool(r.success), result, config.kwargs))
+    outcomes.sort(key=lambda o: _ORDER.get(o.expectation, len(_ORDER)))
+    validation = TableValidation(schema=schema, table=table, success=all(o.success for o in outcomes),
+                                 outcomes=outcomes)
+    log.info("GX checked %s in %.2f s: %d of %d expectations passed", where, time.perf_counter() - started,
+             sum(o.success for o in outcomes), len(outcomes))
+    return validation
+
+
+@dataclass
+class TableBatch:
+    """GX objects bound to one table: the context, its PostgreSQL data source and a whole-table batch."""
+
+    gx: Any
+    gxe: Any
+    context: Any
+    datasource: Any
+    batch_definition: Any
+
+
+@contextmanager
+def table_batch(conninfo: str, schema: str, table: str, *, asset_name: str = "table",
+                datasource_name: str = "target") -> Iterator[TableBatch]:
+    """A throwaway in-memory GX context with a PostgreSQL data source on one table (shared by the checks
+    here and by suites.py).
+
+    Every workaround described in the module docstring is applied here (URL as a config variable,
+    exact-case table name, search_path = schema, exact-spelling identifier cache). The SQLAlchemy
+    engines are disposed on exit. Errors are not wrapped: callers turn them into DataCheckFailed
+    (see check_error).
+    """
     gx, gxe, sa = _import_gx()
     engines: list[Any] = []
     try:
         context = _context(gx, conninfo)
         datasource = context.data_sources.add_postgres(
-            "target", connection_string="${" + _URL_VARIABLE + "}",
+            datasource_name, connection_string="${" + _URL_VARIABLE + "}",
             kwargs={
                 # compiled-statement cache off: its keys compare column names with GX's
                 # case-insensitive strings too, so "Name" could reuse a statement compiled for "name"
@@ -144,26 +206,11 @@ def validate_table(conninfo: str, schema: str, table: str, *, expected_rows: int
 
         # quoted_name(quote=True): GX keeps it as is; a plain str would be stripped of quotes
         # and case, e.g. 'Mixed Case "T"' would be sent unquoted
-        asset = datasource.add_table_asset("table", table_name=sa.quoted_name(table, quote=True))
+        asset = datasource.add_table_asset(asset_name, table_name=sa.quoted_name(table, quote=True))
         batch_definition = asset.add_batch_definition_whole_table("whole table")
-        results = _run(gx, context, batch_definition, "checks",
-                       _expectations(gxe, expected_rows, keys, not_null), _COUNTS_ONLY)
-        _raise_for_errors(where, results)
-        samples: list[Any] = []
-        if keys and any(not r.success and r.expectation_config.type in (UNIQUE, COMPOUND_UNIQUE) for r in results):
-            # only now pay for the rows: with partial_unexpected_count > 0 GX runs one more full
-            # scan per expectation (LIMIT n over a filter), doubling the time of a passing table
-            [again] = _run(gx, context, batch_definition, "duplicates", [_key_expectation(gxe, keys)], _WITH_SAMPLES)
-            _raise_for_errors(where, [again])
-            samples = list((again.result or {}).get("partial_unexpected_list") or [])
+        yield TableBatch(gx=gx, gxe=gxe, context=context, datasource=datasource, batch_definition=batch_definition)
         if datasource.get_execution_engine() is not execution_engine:
             raise RuntimeError("GX built a second SQLAlchemy engine; the identifier-case workaround did not apply")
-    except DataCheckFailed:
-        raise
-    except Exception as exc:
-        hint = _schema_hint(conninfo, schema)
-        raise DataCheckFailed(
-            f"{where}: Great Expectations could not check the table{hint}: {_root_message(exc)}") from exc
     finally:
         for engine in engines:
             try:
@@ -171,19 +218,11 @@ def validate_table(conninfo: str, schema: str, table: str, *, expected_rows: int
             except Exception:  # pragma: no cover - disposal errors must not hide the real outcome
                 log.debug("disposing a GX engine failed", exc_info=True)
 
-    outcomes = []
-    for r in results:
-        config = r.expectation_config
-        result = dict(r.result or {})
-        if config.type in (UNIQUE, COMPOUND_UNIQUE) and samples:
-            result["partial_unexpected_list"] = samples
-        outcomes.append(_outcome(config.type, _column_label(config.kwargs), bool(r.success), result, config.kwargs))
-    outcomes.sort(key=lambda o: _ORDER.get(o.expectation, len(_ORDER)))
-    validation = TableValidation(schema=schema, table=table, success=all(o.success for o in outcomes),
-                                 outcomes=outcomes)
-    log.info("GX checked %s in %.2f s: %d of %d expectations passed", where, time.perf_counter() - started,
-             sum(o.success for o in outcomes), len(outcomes))
-    return validation
+
+def check_error(where: str, conninfo: str, schema: str, exc: BaseException) -> DataCheckFailed:
+    """The DataCheckFailed for an error of GX or the database while checking the table `where`."""
+    hint = _schema_hint(conninfo, schema)
+    return DataCheckFailed(f"{where}: Great Expectations could not check the table{hint}: {_root_message(exc)}")
 
 
 def _run(gx: Any, context: Any, batch_definition: Any, name: str, expectations: list[Any],
@@ -300,31 +339,76 @@ def _key_expectation(gxe: Any, keys: list[str]) -> Any:
 
 
 def _column_label(kwargs: Mapping[str, Any]) -> str | None:
+    """The column an expectation is about: "a", "a, b" for a column list or pair, None for the table."""
     if kwargs.get("column") is not None:
         return str(kwargs["column"])
     if kwargs.get("column_list"):
         return ", ".join(str(c) for c in kwargs["column_list"])
+    if kwargs.get("column_A") is not None and kwargs.get("column_B") is not None:
+        return f"{kwargs['column_A']}, {kwargs['column_B']}"
     return None
 
 
-def _outcome(expectation: str, column: str | None, success: bool, result: dict[str, Any],
+# kwargs that say where or how an expectation runs, not what it expects
+_NOT_EXPECTED_KWARGS = {"column", "column_list", "column_A", "column_B", "batch_id", "result_format",
+                        "catch_exceptions", "include_config", "meta", "mostly", "condition_parser", "ignore_row_if"}
+
+
+def _outcome(expectation: str, column: str | None, success: bool, result: Mapping[str, Any],
              kwargs: Mapping[str, Any]) -> ExpectationOutcome:
+    """One outcome from a GX result: observed = unexpected rows for row-by-row expectations
+    (unexpected_count), else GX's observed_value; details = what was expected, what was seen and a
+    few unexpected values."""
     if expectation == ROW_COUNT:
         observed = _as_int(result.get("observed_value"))
         details = f"expected {kwargs.get('value')} rows, found {observed}"
+        return ExpectationOutcome(expectation, column, success, observed, details)
+    mostly = kwargs.get("mostly")
+    at_least = f" (at least {_percent(mostly)} of the rows must pass)" if isinstance(mostly, (int, float)) else ""
+    if "unexpected_count" not in result:  # an aggregate expectation (mean, row count, column list, ...)
+        observed = result.get("observed_value")
+        expected = _expected_text(kwargs)
+        details = f"expected {expected}; observed {_short(observed, 200)}" if expected else f"observed {_short(observed, 200)}"
         return ExpectationOutcome(expectation, column, success, observed, details)
     unexpected = _as_int(result.get("unexpected_count"))
     total = _as_int(result.get("element_count"))
     sample = _sample(result.get("partial_unexpected_list") or [])
     if expectation == NOT_NULL:
-        details = f"expected no NULL; {unexpected} of {total} rows are NULL"
+        details = f"expected no NULL{at_least}; {unexpected} of {total} rows are NULL"
     elif expectation in (UNIQUE, COMPOUND_UNIQUE):
         details = f"expected unique values; {unexpected} of {total} rows share a value with another row"
         if sample:
             details += f", e.g. {sample}"
-    else:  # pragma: no cover - only the expectations above are built
-        details = f"{unexpected} of {total} rows unexpected" + (f", e.g. {sample}" if sample else "")
+    else:
+        expected = _expected_text(kwargs)
+        details = (f"expected {expected}{at_least}; " if expected else "") + f"{unexpected} of {total} rows unexpected"
+        missing = _as_int(result.get("missing_count"))
+        if isinstance(missing, int) and missing and expectation != "expect_column_values_to_be_null":
+            details += f" ({missing} NULL rows not checked)"
+        if sample:
+            details += f", e.g. {sample}"
     return ExpectationOutcome(expectation, column, success, unexpected, details)
+
+
+def _expected_text(kwargs: Mapping[str, Any]) -> str:
+    """The kwargs that define what is expected, e.g. "regex='^[a-z]+$'" or "min_value=0, max_value=10"."""
+    parts = []
+    for key, value in kwargs.items():
+        if key in _NOT_EXPECTED_KWARGS or value is None:
+            continue
+        if isinstance(value, (list, tuple, set)):
+            items = [_short(v, 40) for v in list(value)[:8]]
+            text = "[" + ", ".join(items) + (", ..." if len(value) > 8 else "") + "]"
+        elif isinstance(value, str):  # as written, not repr(): a regex keeps single backslashes
+            text = "'" + (value if len(value) <= 100 else value[:97] + "...") + "'"
+        else:
+            text = _short(value, 100)
+        parts.append(f"{key}={text}")
+    return ", ".join(parts)
+
+
+def _percent(fraction: float) -> str:
+    return f"{fraction * 100:g}%"
 
 
 def _sample(values: list[Any]) -> str:
