@@ -75,6 +75,8 @@ def _cmd_airflow(args: argparse.Namespace) -> int:
 
     env |= connection_env(plan, server) | demo_variables(plan) | {"DBSPLIT_PLANS": str(plan_path)}
     env |= {"AIRFLOW__API__HOST": "127.0.0.1", "AIRFLOW__API__PORT": str(args.port),
+            "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{args.port}/",
+            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
             "DBSPLIT_REPORTS_DIR": os.environ.get("DBSPLIT_REPORTS_DIR", str(dbsplit_home() / "reports"))}
     print(f"Airflow UI on http://127.0.0.1:{args.port}/ (user admin; the password is printed below and kept in "
           f"{env['AIRFLOW_HOME']}/simple_auth_manager_passwords.json.generated)", flush=True)

@@ -13,6 +13,7 @@ from airflow.sdk import DAG, TaskGroup, get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from dbsplit.errors import DataCheckFailed, DbsplitError
+from dbsplit.reports.links import attach_report_link
 from dbsplit.specs import ServiceDagSpec
 
 START_DATE = datetime(2024, 1, 1)
@@ -158,6 +159,7 @@ def service_pipeline(spec: ServiceDagSpec, service: dict[str, Any]) -> tuple[Any
         with TaskGroup(group_id=table.group_id, tooltip=f"{table.source_schema}.{table.source_table}"):
             chunks, loaded = _chunk_pipeline(service, table.target_table)
             validated = _validate.override(map_index_template=None)(table.target_table, service)
+            attach_report_link(validated)
             loaded >> validated
         prepared >> chunks
         validated >> decision

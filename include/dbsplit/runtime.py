@@ -337,8 +337,9 @@ def _suite_outcomes(service: dict[str, Any], rt: ResolvedTable, target: str, stg
     from dbsplit.validate import datadocs
     from dbsplit.validate.suites import validate_suite
 
-    run = validate_suite(target, staging.STAGING, stg_name, suite_path(service["plan_path"], rt.expectations),
-                         run_name=run_id)
+    with staging.text_enum_view(target, stg_name) as view:
+        run = validate_suite(target, staging.STAGING, view, suite_path(service["plan_path"], rt.expectations),
+                             run_name=run_id)
     out_dir = evidence.run_dir(service["dag_id"], run_id) / "gx" / evidence.safe_part(f"{rt.target_schema}.{rt.target_table}")
     datadocs.write_results(run.result, out_dir)
     try:

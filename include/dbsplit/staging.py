@@ -7,7 +7,8 @@ in `_dbsplit_prev` until the next promotion, so a rollback after promotion is a 
 from __future__ import annotations
 
 import hashlib
-from typing import Sequence
+from contextlib import contextmanager
+from typing import Iterator, Sequence
 
 import psycopg
 from psycopg import sql
@@ -109,3 +110,26 @@ def swap_back(conn: psycopg.Connection, schema: str, table: str) -> str:
     conn.execute(sql.SQL("ALTER TABLE {} SET SCHEMA {}").format(sql.Identifier(PREVIOUS, prev_name), sql.Identifier(schema)))
     conn.execute(sql.SQL("ALTER TABLE {} RENAME TO {}").format(sql.Identifier(schema, prev_name), sql.Identifier(table)))
     return "swapped back to its previous version"
+
+
+@contextmanager
+def text_enum_view(conninfo: str, name: str) -> Iterator[str]:
+    """A view over a staging table with its enum columns cast to text, for the time of a GX suite.
+
+    GX binds the values of set expectations as varchar, which PostgreSQL cannot compare with an
+    enum; seen through this view, "status in set" works as the suite's author meant.
+    """
+    view = f"{name[:50]}~gx"
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        cols = conn.execute(
+            "SELECT a.attname, t.typtype = 'e' FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid "
+            "WHERE a.attrelid = %s::regclass AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
+            (sql.Identifier(STAGING, name).as_string(conn),)).fetchall()
+        items = sql.SQL(", ").join(sql.SQL("{}::text AS {}").format(sql.Identifier(c), sql.Identifier(c)) if enum
+                                   else sql.Identifier(c) for c, enum in cols)
+        conn.execute(sql.SQL("CREATE OR REPLACE VIEW {} AS SELECT {} FROM {}").format(
+            sql.Identifier(STAGING, view), items, sql.Identifier(STAGING, name)))
+        try:
+            yield view
+        finally:
+            conn.execute(sql.SQL("DROP VIEW IF EXISTS {}").format(sql.Identifier(STAGING, view)))
