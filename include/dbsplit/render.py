@@ -344,3 +344,33 @@ def render_unfreeze(plan_name: str, plan_path: str, services: list[str], dag_id:
 def _unfreeze(orch: dict[str, Any]) -> dict[str, Any]:
     """Remove the write guards from every source table of the plan."""
     return _run("unfreeze_source", orch, module="orchestrate")
+
+
+# ----------------------------------------------------------------------------------------- resync
+
+
+@task(task_id="tables_to_sync")
+def _resync_tables(service: dict[str, Any]) -> list[str]:
+    """The service's tables that have a watermark."""
+    return _run("resync_tables", service)
+
+
+@task(task_id="resync", map_index_template="{{ table_label }}")
+def _resync(selector: str, service: dict[str, Any], run_id: str | None = None) -> dict[str, Any]:
+    """Upsert changed rows, delete removed ones, report target-side conflicts; one transaction per table."""
+    get_current_context()["table_label"] = selector
+    return _run("resync", service, selector, run_id)
+
+
+def render_resync_dag(spec: ServiceDagSpec, schedule: str | None) -> DAG:
+    """dbsplit_resync_<service>: keep the service's tables current during the dual-write period."""
+    with DAG(
+        dag_id=f"dbsplit_resync_{spec.service}", schedule=schedule, start_date=START_DATE, catchup=False,
+        max_active_runs=1, description=f"dbsplit plan {spec.plan_name!r}: resync service {spec.service!r} "
+                                       "from the monolith (incremental by watermark)",
+        tags=["dbsplit", f"plan:{spec.plan_name}", f"service:{spec.service}", "resync"],
+        default_args={"retries": spec.retries, "retry_delay": timedelta(seconds=30)},
+    ) as dag:
+        service = service_descriptor(spec)
+        _resync.partial(service=service).expand(selector=_resync_tables(service))
+    return dag

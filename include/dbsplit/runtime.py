@@ -428,8 +428,42 @@ def promote(service: dict[str, Any]) -> dict[str, Any]:
         for rt in tables:
             staging.add_foreign_keys(tgt, rt.target_schema, rt.target_table, rt.foreign_keys)
             ddl.set_sequences_past_max(tgt, rt.target_schema, rt.target_table)
+    _track_changes(service, tables)
     log.info("promoted %d table(s) of service %s", len(tables), service["service"])
     return {"promoted": [f"{t.target_schema}.{t.target_table}" for t in tables]}
+
+
+def _track_changes(service: dict[str, Any], tables: list[ResolvedTable]) -> None:
+    """Record writes made by others to freshly promoted tables that the resync will keep current."""
+    from dbsplit.move.resync import install_change_tracking
+
+    target = conn.resolve(service["target_conn_id"])
+    for rt in tables:
+        if rt.watermark:
+            install_change_tracking(target, rt)
+
+
+def resync_tables(service: dict[str, Any]) -> list[str]:
+    """The service's tables that have a watermark (the ones a resync keeps current)."""
+    return [t.target_table for t in _service_tables(service) if t.watermark]
+
+
+def resync(service: dict[str, Any], selector: str, run_id: str) -> dict[str, Any]:
+    """Bring one table up to date with the source: changed rows upserted, deleted rows removed, target-side
+    writes reported as conflicts (or stopping the run, as the plan says); one merge transaction."""
+    from dbsplit.move.resync import resync_table
+
+    plan = _plan(service["plan_path"])
+    [rt] = [t for t in _service_tables(service) if t.target_table == selector]
+    result = resync_table(conn.resolve(service["source_conn_id"]), conn.resolve(service["target_conn_id"]), rt,
+                          namespace=plan.namespace_uuid, salt=mask_salt(plan),
+                          on_conflict=plan.services[service["service"]].resync.on_conflict, run_id=run_id)
+    log.info("%s: %d upserted, %d deleted, %d conflicts in %.2f s (watermark %s -> %s)", selector, result.upserted,
+             result.deleted, len(result.conflicts), result.seconds, result.watermark_before, result.watermark_after)
+    if result.conflicts:
+        log.warning("%s: rows changed in the target since the last sync, overwritten by the source: %s",
+                    selector, ", ".join(result.conflicts[:20]))
+    return {k: v for k, v in result.as_dict().items() if k not in ("steps",)}
 
 
 def rollback(service: dict[str, Any]) -> dict[str, Any]:

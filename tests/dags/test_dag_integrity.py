@@ -41,7 +41,15 @@ def test_no_import_errors(dagbag) -> None:
 
 def test_one_migrate_dag_per_service(dagbag) -> None:
     expected = {s.dag_id for s in service_specs(load_plan(DEFAULT_PLAN))}
-    assert set(dagbag.dag_ids) == expected | {"dbsplit_orchestrator", "dbsplit_unfreeze"}
+    resync = {s.dag_id.replace("migrate", "resync") for s in service_specs(load_plan(DEFAULT_PLAN))}
+    assert set(dagbag.dag_ids) == expected | resync | {"dbsplit_orchestrator", "dbsplit_unfreeze"}
+
+
+def test_resync_dags_are_scheduled_nightly_without_catchup(dagbag) -> None:
+    dag = dagbag.dags["dbsplit_resync_users"]
+    assert dag.catchup is False
+    assert dag.timetable.expression == "0 2 * * *"
+    assert dag.get_task("resync").is_mapped
 
 
 STEPS = ("plan_chunks", "extract", "transform", "load", "validate")
