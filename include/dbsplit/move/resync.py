@@ -1,0 +1,638 @@
+"""Incremental resync of one table during the dual-write period: the target catches up with the source.
+
+    install_change_tracking(target, table)   once after a table is promoted (a full load swaps in a
+                                             new table: call it again after every promotion)
+    resync_table(source, target, table, ...) on the plan's resync schedule
+
+One resync, in one read-only REPEATABLE READ snapshot of the source:
+
+1. Changed rows: every row whose watermark is above the last successful watermark minus `overlap`
+   (clock skew and transactions that committed late) is read, transformed exactly as a full load
+   (pass-through tables as binary COPY, others through move/transform.py) and COPYed into a
+   temporary staging table in the target. The highest watermark of the snapshot becomes the next
+   starting point once the run commits.
+2. Deleted (and missed) rows: the source's key set is compared with the target's key table
+   (`_dbsplit."keys:<table>"`, the key set as of the last resync; see resync_state.py) by key-range
+   fingerprints, descending only into ranges that differ (resync_diff.py): keys only, and only the
+   differing ranges are read beyond the first level. Keys only in the source (inserted with an old
+   clock, or rows rejected before) are staged too; keys only in the key table are deletions.
+3. Target-side writes: `_dbsplit.target_changes` (filled by install_change_tracking's triggers)
+   names every key a service changed since the last resync. Under a lock that keeps writers out
+   for the merge, each such row is compared with the source's version; where they differ it is a
+   conflict. on_conflict="source_wins" overwrites it with the source's version and reports its key;
+   "stop" raises DataCheckFailed with the keys before anything is changed. A recorded change that
+   left the row equal to the source (a service writing the same change to both databases) is
+   counted in skipped_conflicts, not reported.
+4. One target transaction (`SET LOCAL dbsplit.syncing = 'on'`, so the triggers stay quiet): delete,
+   then INSERT ... ON CONFLICT (key) DO UPDATE ... WHERE the row text differs (an unchanged row is
+   not rewritten: a resync without source changes writes nothing), update the key table, consume
+   the change log, record the sync state.
+
+Tables whose key is a computed UUID (uuid_key) are compared in the SOURCE key space: the key table
+keeps each source key with its target UUID (made by the transform path's own functions), so ranges
+of source keys can be fingerprinted on the target side and deletions map to target rows.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Sequence
+
+import psycopg
+from psycopg import sql
+
+from dbsplit.errors import DataCheckFailed, DbsplitError
+from dbsplit.move import arrow_io, copy, resync_diff, resync_state
+from dbsplit.move.resync_fetch import (ALLKEYS, ALLMAP, KEYHASH, KEYSTAGE, STAGE, Fetcher, KeySpec, key_spec,
+                                      source_column_types)
+from dbsplit.move.resync_state import ChangeTrackingMissing
+from dbsplit.resolved import ResolvedTable
+
+log = logging.getLogger(__name__)
+
+ON_CONFLICT = ("source_wins", "stop")
+NEWKEYS = "dbsplit_newkeys"
+GONE = "dbsplit_gone"
+CONFLICTS = "dbsplit_conflicts"
+TRUNCATED = "(TRUNCATE)"
+_TIME_TYPES = ("timestamp", "date")
+_INT_TYPES = ("smallint", "integer", "bigint")
+# key texts and fingerprints are made under these settings on both sides (timestamptz text depends on TimeZone)
+KEY_SETTINGS = {**arrow_io.TEXT_SETTINGS, "TimeZone": "UTC"}
+
+__all__ = ["ResyncResult", "resync_table", "install_change_tracking", "ChangeTrackingMissing"]
+
+
+@dataclass(frozen=True)
+class ResyncResult:
+    upserted: int                    # target rows inserted or changed
+    deleted: int                     # target rows deleted
+    conflicts: list[str]             # target keys changed in the target that differed from the source
+    skipped_conflicts: int           # recorded target changes whose rows already equalled the source
+    seconds: float
+    watermark_before: str | None     # text of the watermark the run started from (None: read every row)
+    watermark_after: str | None      # text of the highest watermark of the run's snapshot
+    inserted: int = 0
+    updated: int = 0
+    read_rows: int = 0               # source rows read and staged (changed rows, differing keys, conflicts)
+    rejected: list[str] = field(default_factory=list)   # "key: column: reason" of rows the transforms refused
+    rebuilt_keys: bool = False       # this run (re)built the key table from the whole source key set
+    diff: dict[str, int] = field(default_factory=dict)  # key diff statistics
+    steps: dict[str, float] = field(default_factory=dict)   # seconds per step
+
+    def as_dict(self) -> dict[str, Any]:
+        from dataclasses import asdict
+
+        return asdict(self)
+
+
+def _name(table: ResolvedTable) -> str:
+    return f"{table.target_schema}.{table.target_table}"
+
+
+def _lock_key(oid: int) -> int:
+    return (resync_state.RESYNC_LOCK_CLASS << 32) | int(oid)
+
+
+def _target_session(conn: psycopg.Connection) -> None:
+    """Settings of the target session for its whole life (it is dbsplit's own connection)."""
+    conn.execute(sql.SQL(" ").join(
+        sql.SQL("SELECT set_config({}, {}, false);").format(sql.Literal(k), sql.Literal(v))
+        for k, v in {**KEY_SETTINGS, "jit": "off"}.items()))
+
+
+def _ident(cols: Sequence[str], alias: str | None = None) -> list[sql.Composable]:
+    return [sql.Identifier(alias, c) if alias else sql.Identifier(c) for c in cols]
+
+
+def _eq(left: Sequence[str], lalias: str, right: Sequence[str], ralias: str) -> sql.Composable:
+    return sql.SQL(" AND ").join(sql.SQL("{} = {}").format(a, b) for a, b in zip(_ident(left, lalias), _ident(right, ralias)))
+
+
+def _join_text(cols: Sequence[str], alias: str) -> sql.Composable:
+    return sql.SQL("concat_ws(',', {})").format(sql.SQL(", ").join(sql.SQL("{}::text").format(c) for c in _ident(cols, alias)))
+
+
+# ----------------------------------------------------------------------------------------------
+# install
+
+
+def install_change_tracking(target_conninfo: str, table: ResolvedTable) -> dict[str, Any]:
+    """Start tracking a promoted target table: triggers that log every key written by anyone but the
+    resync into _dbsplit.target_changes, and a fresh sync state.
+
+    The starting watermark is the highest value of the watermark column in the target when the table
+    copies it unchanged (the full load's snapshot); otherwise the first resync reads every source row
+    (and writes only the rows that differ). The key table is built by the first resync."""
+    spec = key_spec(table)
+    name = _name(table)
+    with psycopg.connect(target_conninfo, autocommit=True) as tgt:
+        _target_session(tgt)
+        resync_state.ensure_schema(tgt)
+        with tgt.transaction():
+            oid = resync_state.table_oid(tgt, table.target_schema, table.target_table)
+            if oid is None:
+                raise DbsplitError(f"target table {name} does not exist: install change tracking after the table is promoted")
+            tgt.execute("SELECT pg_advisory_xact_lock(%s)", (_lock_key(oid),))   # waits for a running resync
+            resync_state.install_triggers(tgt, table.target_schema, table.target_table, table.key)
+            wm_target = next((cm.target for cm in table.columns
+                              if table.watermark and cm.op == "copy" and cm.source == (table.watermark,)), None)
+            baseline = None
+            if wm_target:
+                baseline = tgt.execute(sql.SQL("SELECT max({})::text FROM {}").format(
+                    sql.Identifier(wm_target), sql.Identifier(table.target_schema, table.target_table))).fetchone()[0]
+            resync_state.reset(tgt, name, oid, spec.mode, resync_state.key_table_name(table.target_schema, table.target_table),
+                               table.watermark, baseline)
+    log.info("%s: change tracking installed (%s key, starting watermark %s)", name, spec.mode, baseline)
+    return {"target_table": name, "key_mode": spec.mode, "watermark": baseline}
+
+
+# ----------------------------------------------------------------------------------------------
+# resync
+
+
+def resync_table(source_conninfo: str, target_conninfo: str, table: ResolvedTable, *, namespace: uuid.UUID,
+                 salt: bytes | None, on_conflict: str = "source_wins", overlap: timedelta = timedelta(minutes=5),
+                 run_id: str) -> ResyncResult:
+    """Bring one target table up to date with the source (see the module docstring)."""
+    if on_conflict not in ON_CONFLICT:
+        raise ValueError(f"on_conflict must be one of {ON_CONFLICT}, not {on_conflict!r}")
+    start = time.perf_counter()
+    name = _name(table)
+    with psycopg.connect(target_conninfo, autocommit=True, application_name="dbsplit-resync") as tgt, \
+            copy.source_connection(source_conninfo) as src, \
+            tempfile.TemporaryDirectory(prefix="dbsplit-resync-") as tmp:
+        _target_session(tgt)
+        resync_state.ensure_schema(tgt)
+        oid = resync_state.table_oid(tgt, table.target_schema, table.target_table)
+        if oid is None:
+            raise DbsplitError(f"target table {name} does not exist")
+        tgt.execute("SELECT pg_advisory_lock(%s)", (_lock_key(oid),))
+        try:
+            st = resync_state.load(tgt, name)
+            if st is None or st.table_oid != oid or not resync_state.triggers_present(tgt, oid):
+                why = ("it was never installed" if st is None else
+                       "the table was replaced since (a new full load was promoted)" if st.table_oid != oid else
+                       "its triggers are missing or disabled")
+                raise ChangeTrackingMissing(
+                    f"{name}: no change tracking ({why}). Fix: call install_change_tracking(target, table) after "
+                    "the table is promoted, then resync.")
+            with src.transaction():
+                run = _Run(src, tgt, table, st, namespace, salt, on_conflict, overlap, run_id, Path(tmp), start)
+                return run.execute()
+        finally:
+            if tgt.info.transaction_status == psycopg.pq.TransactionStatus.IDLE:
+                tgt.execute("SELECT pg_advisory_unlock(%s)", (_lock_key(oid),))
+
+
+class _Run:
+    """One resync of one table; the source connection is inside its snapshot transaction."""
+
+    def __init__(self, src: psycopg.Connection, tgt: psycopg.Connection, table: ResolvedTable,
+                 st: resync_state.SyncState, namespace: uuid.UUID, salt: bytes | None, on_conflict: str,
+                 overlap: timedelta, run_id: str, tmp: Path, start: float) -> None:
+        self.src, self.tgt, self.table, self.st = src, tgt, table, st
+        self.on_conflict, self.overlap, self.run_id, self.start = on_conflict, overlap, run_id, start
+        self.name = _name(table)
+        self.rel = sql.Identifier(table.target_schema, table.target_table)
+        self.ktab = resync_state.key_table_ident(st.key_table)
+        self.stab = resync_state.key_table_ident(resync_state.sums_table_name(st.key_table))
+        self.src.execute("SELECT set_config('jit', 'off', true)")
+        self.types = source_column_types(src, table.source_schema, table.source_table)
+        missing_cols = [c for c in table.source_key if c not in self.types]
+        if missing_cols:
+            raise DbsplitError(f"{self.name}: source key column(s) {missing_cols} are not in "
+                               f"{table.source_schema}.{table.source_table}")
+        self.spec: KeySpec = key_spec(table, [self.types[c] for c in table.source_key])
+        if self.spec.mode != st.key_mode:
+            raise ChangeTrackingMissing(f"{self.name}: the table's key mapping changed ({st.key_mode} -> "
+                                        f"{self.spec.mode}). Fix: call install_change_tracking again.")
+        absent = [t for t in self.spec.source_types
+                  if tgt.execute("SELECT to_regtype(%s) IS NULL", (t,)).fetchone()[0]]
+        if absent:
+            raise DbsplitError(f"{self.name}: source key type(s) {absent} do not exist in the target database")
+        self.hash_sql, self.hash_id = self._key_hash()
+        self.fetch = Fetcher(src, tgt, table, self.spec, namespace, salt, tmp, self.hash_sql)
+        self.steps: dict[str, float] = {}
+        self._t = time.perf_counter()
+        self._rebuild = False
+
+    def _step(self, label: str) -> None:
+        now = time.perf_counter()
+        self.steps[label] = round(self.steps.get(label, 0.0) + now - self._t, 4)
+        self._t = now
+
+    def _key_hash(self) -> tuple[sql.Composable, str]:
+        """The key fingerprint, always evaluated by the source server (for the key table too, when keys
+        enter it), so both sides of a comparison come from one implementation: PostgreSQL's own 64-bit
+        extended hash (the hash-partitioning family, 0.1-0.3 us a key): the key type's default hash
+        function for a one-column key, hash_record_extended for several columns; for key types without
+        one, the md5-based 60-bit fingerprint of validate/checksums.py (several microseconds a key). The
+        function and the source's major version are recorded: a change rebuilds the key table."""
+        major = self.src.info.server_version // 10000
+        if len(self.spec.source_cols) == 1:
+            row = self.src.execute(
+                "SELECT p.amproc::regproc::text, c.opcintype::regtype::text FROM pg_opclass c"
+                " JOIN pg_am a ON a.oid = c.opcmethod AND a.amname = 'hash'"
+                " JOIN pg_amproc p ON p.amprocfamily = c.opcfamily AND p.amprocnum = 2"
+                "  AND p.amproclefttype = c.opcintype AND p.amprocrighttype = c.opcintype"
+                " WHERE c.opcdefault AND c.opcintype = %s::regtype", (self.spec.source_types[0],)).fetchone()
+            if row:
+                fn, argtype = row
+                expr = sql.SQL("{}(CAST({} AS {}), 0)").format(
+                    sql.SQL(fn), sql.Identifier(self.spec.source_cols[0]), sql.SQL(argtype))
+                return expr, f"{fn}/{major}"
+        nulls = sql.SQL(", ").join(sql.SQL("NULL::{}").format(sql.SQL(t)) for t in self.spec.source_types)
+        try:
+            with self.src.transaction():
+                self.src.execute(sql.SQL("SELECT hash_record_extended(ROW({}), 0)").format(nulls))
+        except psycopg.Error:
+            return resync_diff.fingerprint(self.spec.source_cols), f"md5/{major}"
+        ids = sql.SQL(", ").join(_ident(self.spec.source_cols))
+        return sql.SQL("hash_record_extended(ROW({}), 0)").format(ids), f"hash_record_extended/{major}"
+
+    @property
+    def tkey(self) -> list[str]:
+        """The target columns matching the s columns (direct) or t columns (mapped) of the key tables."""
+        return self.spec.target_of_s() if self.spec.mode == "direct" else list(self.spec.target_cols)
+
+    @property
+    def kcols(self) -> list[str]:
+        """Key-table columns holding the target key: s (direct) or t (mapped)."""
+        return self.spec.s if self.spec.mode == "direct" else self.spec.t
+
+    def _all_keys(self) -> sql.Composable:
+        """FROM item `a` with every source key (s), its hash (h) and, for mapped keys, target key (t)."""
+        if self.spec.mode == "direct":
+            return sql.SQL("pg_temp.{} a").format(sql.Identifier(ALLKEYS))
+        s = self.spec.s
+        return sql.SQL("(SELECT {sel} FROM pg_temp.{a} x JOIN pg_temp.{m} y ON {on}) a").format(
+            sel=sql.SQL(", ").join([*_ident(s, "x"), sql.SQL("x.h"), *_ident(self.spec.t, "y")]),
+            a=sql.Identifier(ALLKEYS), m=sql.Identifier(ALLMAP), on=_eq(s, "x", s, "y"))
+
+    def _staged_keys(self) -> sql.Composable:
+        """FROM item `a` with the source key (s), hash (h) and target key (t, mapped) of every staged row
+        the key table lacks (the run's new keys) that is in the staging table (rows the transforms
+        rejected are not)."""
+        s, t = self.spec.s, list(self.spec.target_cols)
+        if self.spec.mode == "direct":
+            return sql.SQL("(SELECT kh.* FROM pg_temp.{kh} kh WHERE EXISTS (SELECT 1 FROM pg_temp.{st} x WHERE {on})) a").format(
+                kh=sql.Identifier(NEWKEYS), st=sql.Identifier(STAGE), on=_eq(self.tkey, "x", s, "kh"))
+        return sql.SQL(
+            "(SELECT {sel} FROM pg_temp.{kh} kh JOIN pg_temp.{ks} ks ON {on} WHERE EXISTS "
+            "(SELECT 1 FROM pg_temp.{st} x WHERE {on_x})) a").format(
+            sel=sql.SQL(", ").join([*_ident(s, "kh"), sql.SQL("kh.h"), *_ident(self.spec.t, "ks")]),
+            kh=sql.Identifier(NEWKEYS), ks=sql.Identifier(KEYSTAGE), on=_eq(s, "kh", s, "ks"), st=sql.Identifier(STAGE),
+            on_x=_eq(t, "x", self.spec.t, "ks"))
+
+    # -- 1. watermark window -------------------------------------------------------------------
+
+    def _window(self) -> tuple[sql.Composable | None, str | None, str | None]:
+        """(condition on the source, watermark before, watermark after) of the rows changed since the
+        last resync; condition None = every row."""
+        wm = self.table.watermark
+        before = self.st.watermark
+        if not wm:
+            return None, None, None
+        wtype = self.types.get(wm)
+        if wtype is None:
+            raise DbsplitError(f"{self.name}: watermark column {wm!r} is not in the source table")
+        base = wtype.split("(")[0].strip()
+        is_time = base.startswith(_TIME_TYPES)
+        if not is_time and base not in _INT_TYPES:
+            raise DbsplitError(f"{self.name}: watermark column {wm} has type {wtype}; a timestamp, date or integer is needed")
+        col = sql.Identifier(wm)
+        src_rel = sql.Identifier(self.table.source_schema, self.table.source_table)
+        with arrow_io.text_settings(self.src, {"TimeZone": "UTC"}):
+            if before is None:
+                after = self.src.execute(sql.SQL("SELECT max({})::text FROM {}").format(col, src_rel)).fetchone()[0]
+            else:
+                after = self.src.execute(sql.SQL("SELECT greatest(max({}), CAST({} AS {}))::text FROM {}").format(
+                    col, sql.Literal(before), sql.SQL(wtype), src_rel)).fetchone()[0]
+        if before is None:
+            return None, None, after
+        cutoff = sql.SQL("CAST({} AS {})").format(sql.Literal(before), sql.SQL(wtype))   # the text carries its offset
+        if is_time and self.overlap:
+            cutoff = sql.SQL("({} - CAST({} AS interval))").format(
+                cutoff, sql.Literal(f"{self.overlap.total_seconds()} seconds"))
+        return sql.SQL("{} > {}").format(col, cutoff), before, after
+
+    # -- 2. key differences --------------------------------------------------------------------
+
+    def _truncated(self) -> bool:
+        return self.tgt.execute("SELECT EXISTS (SELECT 1 FROM _dbsplit.target_changes WHERE target_table = %s"
+                                " AND op = 'TRUNCATE')", (self.name,)).fetchone()[0]
+
+    def _temp(self, name: str, cols: Sequence[str], types: Sequence[str]) -> None:
+        self.tgt.execute(sql.SQL("DROP TABLE IF EXISTS pg_temp.{}").format(sql.Identifier(name)))
+        self.tgt.execute(sql.SQL("CREATE TEMP TABLE {} ({})").format(sql.Identifier(name), sql.SQL(", ").join(
+            sql.SQL("{} {}").format(sql.Identifier(c), sql.SQL(t)) for c, t in zip(cols, types))))
+
+    def _fill(self, name: str, rows: Sequence[Sequence[str]]) -> None:
+        """COPY key texts into a temp table (text format, parsed under the session's key settings)."""
+        with self.tgt.cursor() as cur, cur.copy(sql.SQL("COPY pg_temp.{} FROM STDIN").format(sql.Identifier(name))) as cp:
+            for r in rows:
+                cp.write_row(r)
+
+    def _diff_rebuild(self) -> list[tuple[str, ...]]:
+        """The key table is rebuilt: read every source key (with its hash, and target key when mapped);
+        return the source keys whose target row is missing and that are not staged already. Target
+        rows whose key the source does not have are deleted at the merge."""
+        self.fetch.load_all_keys()
+        s = self.spec.s
+        query = sql.SQL(
+            "SELECT {texts} FROM {all} WHERE NOT EXISTS (SELECT 1 FROM {rel} d WHERE {on_target})"
+            " AND NOT EXISTS (SELECT 1 FROM pg_temp.{kh} k WHERE {on_stage})").format(
+            texts=sql.SQL(", ").join(sql.SQL("{}::text").format(c) for c in _ident(s, "a")), all=self._all_keys(),
+            rel=self.rel, on_target=_eq(self.tkey, "d", self.kcols, "a"), kh=sql.Identifier(KEYHASH),
+            on_stage=_eq(s, "k", s, "a"))
+        return [tuple(r) for r in self.tgt.execute(query)]
+
+    def _diff_incremental(self) -> resync_diff.DiffResult:
+        """Source key set against (key table + keys staged by this run that it lacks), by fingerprints."""
+        s = self.spec.s
+        self._temp(NEWKEYS, [*s, "h"], [*self.spec.source_types, "bigint"])
+        with self.tgt.transaction():
+            self._probe_joins()
+            self.tgt.execute(sql.SQL(
+                "INSERT INTO pg_temp.{nk} SELECT kh.* FROM pg_temp.{kh} kh WHERE NOT EXISTS (SELECT 1 FROM {ktab} k WHERE {on})").format(
+                nk=sql.Identifier(NEWKEYS), kh=sql.Identifier(KEYHASH), ktab=self.ktab, on=_eq(s, "k", s, "kh")))
+        self.tgt.execute(sql.SQL("CREATE INDEX ON pg_temp.{} ({})").format(sql.Identifier(NEWKEYS), sql.SQL(", ").join(_ident(s))))
+        self.fetch.track_new_keys(NEWKEYS, self.ktab)
+        cols = sql.SQL(", ").join(_ident(s))
+        target_rel = sql.SQL("(SELECT {c}, h FROM {k} UNION ALL SELECT {c}, h FROM pg_temp.{n}) AS keyset").format(
+            c=cols, k=self.ktab, n=sql.Identifier(NEWKEYS))
+        source = resync_diff.KeySide(
+            self.src, sql.Identifier(self.table.source_schema, self.table.source_table), self.spec.source_cols,
+            self.spec.source_types, self.hash_sql, sql.SQL(self.table.filter) if self.table.filter else None)
+        target = resync_diff.KeySide(self.tgt, target_rel, tuple(s), self.spec.source_types, sql.Identifier("h"))
+        bounds = [tuple(b) for b in self.st.root_bounds] if self.st.root_bounds is not None else None
+        target_root = self._target_root(target, bounds) if bounds is not None else None
+        with arrow_io.text_settings(self.src, {"TimeZone": "UTC"}):
+            return resync_diff.diff_keys(source, target, bounds, target_root)
+
+    def _target_root(self, target: resync_diff.KeySide, bounds: list[tuple[str, ...]]) -> list[tuple[int, str]] | None:
+        """The target's level-0 summaries from the kept bucket sums plus this run's new keys."""
+        if resync_state.table_oid(self.tgt, resync_state.SCHEMA, resync_state.sums_table_name(self.st.key_table)) is None:
+            return None
+        rows = self.tgt.execute(sql.SQL(
+            "SELECT b, sum(n)::bigint, sum(h)::text FROM (SELECT b, n, h FROM {sums} UNION ALL"
+            " SELECT {bucket}, 1, h FROM pg_temp.{nk}) x GROUP BY b").format(
+            sums=self.stab, bucket=resync_diff.bucket_expr(target, bounds), nk=sql.Identifier(NEWKEYS))).fetchall()
+        found = {b: (n, h) for b, n, h in rows}
+        return [found.get(i, (0, "0")) for i in range(len(bounds) + 1)]
+
+    # -- 3. conflicts --------------------------------------------------------------------------
+
+    def _conflicts(self, max_id: int) -> tuple[list[str], int]:
+        """Under the merge lock: stage the source version of every key changed in the target, then
+        split the keys into conflicts (row differs from the source's) and skipped ones (equal)."""
+        t, tt = list(self.spec.target_cols), self.spec.t
+        self._temp(CONFLICTS, tt, self.spec.target_types)
+        self.tgt.execute(sql.SQL(
+            "INSERT INTO pg_temp.{c} SELECT DISTINCT {vals} FROM _dbsplit.target_changes"
+            " WHERE target_table = %s AND id <= %s AND key IS NOT NULL").format(
+            c=sql.Identifier(CONFLICTS),
+            vals=sql.SQL(", ").join(sql.SQL("CAST(key ->> {} AS {})").format(sql.Literal(i), sql.SQL(ty))
+                                    for i, ty in enumerate(self.spec.target_types))), (self.name, max_id))
+        not_staged = sql.SQL("NOT EXISTS (SELECT 1 FROM pg_temp.{} x WHERE {})").format(
+            sql.Identifier(STAGE), _eq(t, "x", tt, "c"))
+        if self.spec.mode == "direct":   # the source key is the target key
+            t_of_s = [tt[t.index(c)] for c in self.spec.target_of_s()]
+            fetch_q = sql.SQL("SELECT {} FROM pg_temp.{} c WHERE {}").format(
+                sql.SQL(", ").join(sql.SQL("{}::text").format(x) for x in _ident(t_of_s, "c")),
+                sql.Identifier(CONFLICTS), not_staged)
+        else:                            # through the key table (or, while rebuilding it, the source's key map)
+            mapping = (sql.SQL("pg_temp.{}").format(sql.Identifier(ALLMAP)) if self._rebuild else self.ktab)
+            fetch_q = sql.SQL("SELECT {} FROM pg_temp.{} c JOIN {} k ON {} WHERE {}").format(
+                sql.SQL(", ").join(sql.SQL("{}::text").format(x) for x in _ident(self.spec.s, "k")),
+                sql.Identifier(CONFLICTS), mapping, _eq(tt, "k", tt, "c"), not_staged)
+        missing = [tuple(r) for r in self.tgt.execute(fetch_q)]
+        if missing:
+            self.fetch.stage_keys(missing)
+        cols = [cm.target for cm in self.table.columns]
+        rows = self.tgt.execute(sql.SQL(
+            "SELECT {key}, ROW({d})::text IS NOT DISTINCT FROM ROW({s})::text FROM pg_temp.{c} c"
+            " LEFT JOIN pg_temp.{stage} s ON {on_s} LEFT JOIN {rel} d ON {on_d}").format(
+            key=_join_text(tt, "c"), d=sql.SQL(", ").join(_ident(cols, "d")), s=sql.SQL(", ").join(_ident(cols, "s")),
+            c=sql.Identifier(CONFLICTS), stage=sql.Identifier(STAGE), on_s=_eq(t, "s", tt, "c"), rel=self.rel,
+            on_d=_eq(t, "d", tt, "c"))).fetchall()
+        real = sorted(k for k, same in rows if not same)
+        return real, len(rows) - len(real)
+
+    # -- 4. merge ------------------------------------------------------------------------------
+
+    def _delete(self, gone: list[tuple[str, ...]]) -> int:
+        """Delete from the target: source-deleted keys (gone), changed keys the source does not have,
+        and when rebuilding, target rows whose key the source does not have. Never a staged key."""
+        t, tt, s = list(self.spec.target_cols), self.spec.t, self.spec.s
+        not_staged = sql.SQL("NOT EXISTS (SELECT 1 FROM pg_temp.{} x WHERE {})").format(sql.Identifier(STAGE), _eq(t, "x", t, "d"))
+        n = 0
+        with self.tgt.cursor() as cur:
+            if gone:
+                self._temp(GONE, s, self.spec.source_types)
+                self._fill(GONE, gone)
+                if self.spec.mode == "direct":
+                    q = sql.SQL("DELETE FROM {rel} d USING pg_temp.{g} g WHERE {on} AND {ns}").format(
+                        rel=self.rel, g=sql.Identifier(GONE), on=_eq(self.tkey, "d", s, "g"), ns=not_staged)
+                else:
+                    q = sql.SQL("DELETE FROM {rel} d USING pg_temp.{g} g JOIN {k} k ON {gk} WHERE {on} AND {ns}").format(
+                        rel=self.rel, g=sql.Identifier(GONE), k=self.ktab, gk=_eq(s, "k", s, "g"), on=_eq(t, "d", tt, "k"),
+                        ns=not_staged)
+                n += cur.execute(q).rowcount
+            n += cur.execute(sql.SQL("DELETE FROM {rel} d USING pg_temp.{c} c WHERE {on} AND {ns}").format(
+                rel=self.rel, c=sql.Identifier(CONFLICTS), on=_eq(t, "d", tt, "c"), ns=not_staged)).rowcount
+            if self._rebuild:
+                n += cur.execute(sql.SQL("DELETE FROM {rel} d WHERE NOT EXISTS (SELECT 1 FROM {a} WHERE {on}) AND {ns}").format(
+                    rel=self.rel, a=self._all_keys(), on=_eq(self.tkey, "d", self.kcols, "a"), ns=not_staged)).rowcount
+        return n
+
+    def _upsert(self) -> tuple[int, int]:
+        """Staged rows into the target; a row whose text equals the staged row's is not rewritten."""
+        cols = [cm.target for cm in self.table.columns]
+        key = list(self.table.key)
+        other = [c for c in cols if c not in key]
+        if other:
+            action = sql.SQL("DO UPDATE SET {}").format(
+                sql.SQL(", ").join(sql.SQL("{} = EXCLUDED.{}").format(sql.Identifier(c), sql.Identifier(c)) for c in other))
+        else:
+            action = sql.SQL("DO NOTHING")
+        # rows equal to the target's are left out before the INSERT: ON CONFLICT DO UPDATE ... WHERE would
+        # still lock (write) every such row; the table lock keeps other writers out meanwhile
+        q = sql.SQL(
+            "WITH up AS (INSERT INTO {rel} AS d ({cols}) SELECT {scols} FROM pg_temp.{stage} s WHERE NOT EXISTS"
+            " (SELECT 1 FROM {rel} t WHERE {on} AND ROW({tcols})::text = ROW({scols})::text) ORDER BY {skey}"
+            " ON CONFLICT ({key}) {action} RETURNING (xmax = 0) AS ins)"
+            " SELECT count(*) FILTER (WHERE ins), count(*) FILTER (WHERE NOT ins) FROM up").format(
+            rel=self.rel, cols=sql.SQL(", ").join(_ident(cols)), scols=sql.SQL(", ").join(_ident(cols, "s")),
+            tcols=sql.SQL(", ").join(_ident(cols, "t")), stage=sql.Identifier(STAGE), on=_eq(key, "t", key, "s"),
+            skey=sql.SQL(", ").join(_ident(key, "s")), key=sql.SQL(", ").join(_ident(key)), action=action)
+        ins, upd = self.tgt.execute(q).fetchone()
+        return ins, upd
+
+    def _maintain_keys(self, gone: list[tuple[str, ...]]) -> None:
+        """Key table = the source keys the target now holds (rebuilt, or updated by this run's changes)."""
+        s = self.spec.s
+        tcols = self.spec.t if self.spec.mode == "mapped" else []
+        cols = sql.SQL(", ").join(_ident([*s, "h", *tcols]))
+        sel = sql.SQL(", ").join(_ident([*s, "h", *tcols], "a"))
+        if self._rebuild:
+            self.tgt.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(self.ktab))
+            defs = [sql.SQL("{} {} NOT NULL").format(sql.Identifier(c), sql.SQL(ty)) for c, ty in zip(s, self.spec.source_types)]
+            defs.append(sql.SQL("h bigint NOT NULL"))
+            defs += [sql.SQL("{} {} NOT NULL").format(sql.Identifier(c), sql.SQL(ty)) for c, ty in zip(tcols, self.spec.target_types)]
+            self.tgt.execute(sql.SQL("CREATE TABLE {} ({})").format(self.ktab, sql.SQL(", ").join(defs)))
+            self.tgt.execute(sql.SQL(
+                "INSERT INTO {k} ({cols}) SELECT {sel} FROM {a} WHERE EXISTS (SELECT 1 FROM {rel} d WHERE {on}) ORDER BY {s}").format(
+                k=self.ktab, cols=cols, sel=sel, a=self._all_keys(), rel=self.rel,
+                on=_eq(self.tkey, "d", self.kcols, "a"), s=sql.SQL(", ").join(_ident(s, "a"))))
+            self.tgt.execute(sql.SQL("ALTER TABLE {} ADD PRIMARY KEY ({}) INCLUDE (h)").format(
+                self.ktab, sql.SQL(", ").join(_ident(s))))
+            if tcols:
+                self.tgt.execute(sql.SQL("CREATE UNIQUE INDEX ON {} ({})").format(self.ktab, sql.SQL(", ").join(_ident(tcols))))
+            self.tgt.execute(sql.SQL("ANALYZE {}").format(self.ktab))
+            return
+        keyside = resync_diff.KeySide(self.tgt, self.ktab, tuple(s), self.spec.source_types, sql.Identifier("h"))
+        bounds = [tuple(b) for b in self.st.root_bounds] if self.st.root_bounds is not None else None
+        have_sums = bounds is not None and resync_state.table_oid(
+            self.tgt, resync_state.SCHEMA, resync_state.sums_table_name(self.st.key_table)) is not None
+
+        def with_sums(change: sql.Composable, sign: str) -> sql.Composable:
+            """change (a DELETE or INSERT ... RETURNING the keys and h) adding its keys to the bucket sums."""
+            if not have_sums:
+                return change
+            return sql.SQL(
+                "WITH c AS ({change}) INSERT INTO {sums} (b, n, h) SELECT {bucket}, {sign}count(*), {sign}sum(h) FROM c"
+                " GROUP BY 1 ON CONFLICT (b) DO UPDATE SET n = {sums}.n + EXCLUDED.n, h = {sums}.h + EXCLUDED.h").format(
+                change=change, sums=self.stab, bucket=resync_diff.bucket_expr(keyside, bounds), sign=sql.SQL(sign))
+
+        returning = sql.SQL(" RETURNING {}, h").format(sql.SQL(", ").join(_ident(s)))
+        if gone:
+            self.tgt.execute(with_sums(sql.SQL("DELETE FROM {} k USING pg_temp.{} g WHERE {}{}").format(
+                self.ktab, sql.Identifier(GONE), _eq(s, "k", s, "g"),
+                sql.SQL(" RETURNING {}, k.h").format(sql.SQL(", ").join(_ident(s, "k")))), "-"))
+        self.tgt.execute(with_sums(sql.SQL("INSERT INTO {k} ({cols}) SELECT {sel} FROM {a} ON CONFLICT ({s}) DO NOTHING{r}").format(
+            k=self.ktab, cols=cols, sel=sel, a=self._staged_keys(), s=sql.SQL(", ").join(_ident(s)), r=returning), ""))
+
+    def _root_bounds(self) -> list[list[str]]:
+        """New level-0 bounds (quantiles of the key table) and the bucket sums that go with them."""
+        side = resync_diff.KeySide(self.tgt, self.ktab, tuple(self.spec.s), self.spec.source_types, sql.Identifier("h"))
+        bounds = resync_diff.quantiles(side, [(None, None)], [resync_diff.ROOT_BUCKET_ROWS])[0]
+        self.tgt.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(self.stab))
+        self.tgt.execute(sql.SQL("CREATE TABLE {} (b integer PRIMARY KEY, n bigint NOT NULL, h numeric NOT NULL)").format(self.stab))
+        self.tgt.execute(sql.SQL("INSERT INTO {} SELECT {}, count(*), sum(h) FROM {} GROUP BY 1").format(
+            self.stab, resync_diff.bucket_expr(side, bounds), self.ktab))
+        return [list(b) for b in bounds]
+
+    def _analyze_stage(self) -> None:
+        """Statistics of the key columns of the staging tables (row counts and key distinctness for the
+        planner; the other columns are not needed)."""
+        key = list(self.spec.target_cols)
+        targets = [(STAGE, key), (KEYHASH, self.spec.s)]
+        if self.spec.mode == "mapped":
+            targets.append((KEYSTAGE, [*self.spec.s, *self.spec.t]))
+        for name, cols in targets:
+            self.tgt.execute(sql.SQL("ANALYZE pg_temp.{} ({})").format(sql.Identifier(name), sql.SQL(", ").join(_ident(cols))))
+
+    def _probe_joins(self) -> None:
+        """Inside a transaction: join the small staged sets to the big key and target tables by index
+        probes. A hash or merge join would read the whole big table: O(rows) where O(changes) is due."""
+        self.tgt.execute("SELECT set_config('enable_hashjoin', 'off', true), set_config('enable_mergejoin', 'off', true)")
+
+    # -- the run -------------------------------------------------------------------------------
+
+    def execute(self) -> ResyncResult:
+        table = self.table
+        self.fetch.create_stage()
+        window, before, after = self._window()
+        if table.watermark and before is None:
+            log.info("%s: no previous watermark: every source row is read (only differing rows are written)", self.name)
+        self.fetch.stage_where(window)
+        self._analyze_stage()
+        self._step("read changed rows")
+
+        truncated = self._truncated()
+        self._rebuild = not self.st.keys_ready or truncated or self.st.key_hash != self.hash_id
+        gone: list[tuple[str, ...]] = []
+        stale = False
+        if self._rebuild:
+            missing = self._diff_rebuild()
+            diff = {"rebuilt_keys": 1, "source_keys": self.fetch.rows, "missing_in_target": len(missing)}
+        else:
+            res = self._diff_incremental()
+            missing, gone = res.source_only, res.target_only
+            diff = {"levels": res.levels, "buckets": res.buckets, "differing_buckets": res.differing_buckets,
+                    "leaf_keys": res.leaf_keys, "source_only": len(missing), "target_only": len(gone)}
+            stale = self.st.root_bounds is None or res.bounds_stale()
+        self._step("diff keys")
+        if missing:
+            self.fetch.stage_keys(missing)
+            self._analyze_stage()
+        self._step("read differing keys")
+
+        with self.tgt.transaction():
+            self.tgt.execute(sql.SQL("SELECT set_config({}, 'on', true)").format(sql.Literal(resync_state.SYNCING_SETTING)))
+            self.tgt.execute(sql.SQL("LOCK TABLE {} IN SHARE ROW EXCLUSIVE MODE").format(self.rel))
+            if not self._rebuild:
+                self._probe_joins()
+            max_id, has_truncate = self.tgt.execute(
+                "SELECT coalesce(max(id), 0), coalesce(bool_or(op = 'TRUNCATE'), false) FROM _dbsplit.target_changes"
+                " WHERE target_table = %s", (self.name,)).fetchone()
+            if has_truncate and not truncated:
+                raise DbsplitError(f"{self.name} was truncated in the target during this resync; nothing was changed. "
+                                   "Fix: run the resync again.")
+            self._step("lock")
+            conflicts, skipped = self._conflicts(max_id)
+            if truncated:
+                conflicts = [TRUNCATED, *conflicts]
+            self._step("conflicts")
+            if conflicts and self.on_conflict == "stop":
+                shown = ", ".join(conflicts[:20]) + (f" and {len(conflicts) - 20} more" if len(conflicts) > 20 else "")
+                raise DataCheckFailed(
+                    f"{self.name}: {len(conflicts)} row(s) were changed in the target since the last resync and differ "
+                    f"from the source (on_conflict=stop, nothing was changed): key {shown}")
+            rejected = [f"{r.key}: {r.column or '-'}: {r.reason}" for r in self.fetch.rejects]
+            if len(rejected) > table.max_rejected_rows:
+                raise DataCheckFailed(
+                    f"{self.name}: {len(rejected)} source row(s) rejected by the transforms, at most "
+                    f"{table.max_rejected_rows} allowed (nothing was changed); first: {rejected[0]}")
+            deleted = self._delete(gone)
+            self._step("delete")
+            inserted, updated = self._upsert()
+            self._step("upsert")
+            self._maintain_keys(gone)
+            self._step("key table")
+            bounds: list[list[str]] | None | bool = False
+            if self._rebuild:
+                bounds = self._root_bounds()
+                stale = False
+            self.tgt.execute("DELETE FROM _dbsplit.target_changes WHERE target_table = %s AND id <= %s", (self.name, max_id))
+            resync_state.record_run(
+                self.tgt, self.name, watermark=after, run_id=self.run_id, upserted=inserted + updated, deleted=deleted,
+                conflicts=conflicts, skipped=skipped, rejected=len(rejected), seconds=time.perf_counter() - self.start,
+                key_hash=self.hash_id, root_bounds=bounds)
+        self._step("commit")
+        if self._rebuild:   # sets its visibility map: the index probes of the next runs are index-only
+            self.tgt.execute(sql.SQL("VACUUM (ANALYZE) {}").format(self.ktab))
+            self._step("vacuum key table")
+        if stale:
+            with self.tgt.transaction():
+                resync_state.store_root_bounds(self.tgt, self.name, self._root_bounds())
+            self._step("refresh bounds")
+        seconds = time.perf_counter() - self.start
+        result = ResyncResult(
+            upserted=inserted + updated, deleted=deleted, conflicts=conflicts, skipped_conflicts=skipped,
+            seconds=round(seconds, 4), watermark_before=before, watermark_after=after, inserted=inserted, updated=updated,
+            read_rows=self.fetch.rows, rejected=rejected, rebuilt_keys=self._rebuild, diff=diff, steps=self.steps)
+        log.info("%s: resync %s: %d upserted (%d new), %d deleted, %d conflict(s), %d skipped, %d read, %.2f s",
+                 self.name, self.run_id, result.upserted, inserted, deleted, len(conflicts), skipped,
+                 result.read_rows, seconds)
+        if conflicts:
+            log.warning("%s: target-side changes overwritten by the source: %s", self.name, ", ".join(conflicts[:50]))
+        return result

@@ -1,0 +1,483 @@
+"""Incremental resync on real databases: source changes reach the target exactly, a second resync
+writes nothing, target-side writes are reported as conflicts, the watermark overlap re-reads rows
+written with an older clock; pass-through tables and transformed ones (rename, cast, mask, uuid_key)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from dbsplit.errors import DataCheckFailed
+from dbsplit.move import resync_diff
+from dbsplit.move.copy import source_connection
+from dbsplit.move.resync import ChangeTrackingMissing, install_change_tracking, resync_table
+from dbsplit.move.resync_state import key_table_name, sums_table_name
+from dbsplit.move.transform import extract_chunk, load_chunk, transform_chunk
+from dbsplit.resolved import ColumnMap, ResolvedTable
+
+pytestmark = pytest.mark.integration
+
+NS = uuid.UUID("0b4c2f9e-1111-4222-8333-444455556666")
+SALT = b"resync-salt"
+ROWS = 3000
+
+ITEMS_DDL = """
+CREATE TABLE items (id bigint PRIMARY KEY, name text NOT NULL, qty integer, price numeric(10,2), tags text[],
+                    updated_at timestamptz NOT NULL)
+"""
+ITEMS_FILL = """
+INSERT INTO items SELECT g, 'item ' || g, g %% 17, g * 1.25, ARRAY['a', 'b' || g],
+       now() - interval '2 days' + g * interval '1 second' FROM generate_series(1, %s) g
+"""
+ITEM_COLUMNS = (("id", "bigint", True), ("name", "text", True), ("qty", "integer", False),
+                ("price", "numeric(10,2)", False), ("tags", "text[]", False),
+                ("updated_at", "timestamp with time zone", True))
+
+PEOPLE_DDL = """
+CREATE TABLE people (id bigint PRIMARY KEY, full_name text NOT NULL, age_text text, email text, note text,
+                     updated_at timestamptz NOT NULL);
+INSERT INTO people SELECT g, 'Person ' || g || CASE WHEN g % 7 = 0 THEN E' "q",\\nx' ELSE '' END,
+       (20 + g % 50)::text, CASE WHEN g % 5 = 0 THEN NULL ELSE 'p' || g || '@example.com' END,
+       CASE WHEN g % 3 = 0 THEN '' ELSE 'note ' || g END, now() - interval '2 days' + g * interval '1 second'
+FROM generate_series(1, 3000) g;
+"""
+PEOPLE_TARGET_DDL = """
+CREATE TABLE people_v2 (id uuid PRIMARY KEY, name text NOT NULL, age integer, email text, note text,
+                        updated_at timestamptz NOT NULL)
+"""
+
+
+def items_table(**kw) -> ResolvedTable:
+    cols = tuple(ColumnMap(n, t, nn, "copy", (n,)) for n, t, nn in ITEM_COLUMNS)
+    return ResolvedTable("shop", "public", "items", "public", "items", cols, ("id",), ("id",),
+                         watermark="updated_at", **kw)
+
+
+def people_table() -> ResolvedTable:
+    cols = (
+        ColumnMap("id", "uuid", True, "uuid_key", ("id",)),
+        ColumnMap("name", "text", True, "copy", ("full_name",)),
+        ColumnMap("age", "integer", False, "cast", ("age_text",)),
+        ColumnMap("email", "text", False, "mask_hash", ("email",)),
+        ColumnMap("note", "text", False, "copy", ("note",)),
+        ColumnMap("updated_at", "timestamp with time zone", True, "copy", ("updated_at",)),
+    )
+    return ResolvedTable("people", "public", "people", "public", "people_v2", cols, ("id",), ("id",),
+                         watermark="updated_at")
+
+
+# ---------------------------------------------------------------------------------------------- helpers
+
+
+def full_load_passthrough(source: str, target: str, ddl: str, table: str) -> None:
+    """What a full load leaves: the target table with its key, filled by binary COPY from one snapshot."""
+    with psycopg.connect(target) as t, source_connection(source) as s:
+        t.execute(ddl)
+        with s.cursor() as sc, t.cursor() as tc:
+            with sc.copy(sql.SQL("COPY {} TO STDOUT (FORMAT binary)").format(sql.Identifier(table))) as cin, \
+                    tc.copy(sql.SQL("COPY {} FROM STDIN (FORMAT binary)").format(sql.Identifier(table))) as cout:
+                for block in cin:
+                    cout.write(block)
+        t.commit()
+
+
+def full_load_transformed(source: str, target: str, table: ResolvedTable, tmp: Path, chunk: int = 1000) -> None:
+    """A full load through the transformed path, in key-range chunks of one snapshot."""
+    with psycopg.connect(target) as t, source_connection(source) as s:
+        t.execute(PEOPLE_TARGET_DDL)
+        with s.transaction():
+            hi = s.execute("SELECT coalesce(max(id), 0) FROM people").fetchone()[0]
+            for lo in range(0, hi + 1, chunk):
+                where = sql.SQL("id >= {} AND id < {}").format(lo, lo + chunk)
+                extract_chunk(s, table, where, tmp / "e.arrow")
+                transform_chunk(tmp / "e.arrow", tmp / "t.arrow", table, NS, SALT)
+                load_chunk(t, "public", table.target_table, table, tmp / "t.arrow")
+        t.commit()
+
+
+def rows(conninfo: str, table: str) -> list[str]:
+    """Every row as PostgreSQL text, in key order."""
+    with psycopg.connect(conninfo) as c:
+        c.execute("SET TimeZone = 'UTC'")
+        return [r[0] for r in c.execute(sql.SQL("SELECT t::text FROM {} t ORDER BY 1").format(sql.Identifier(table)))]
+
+
+def versions(conninfo: str, table: str) -> list[tuple]:
+    """(key, xmin, ctid) of every row: any write changes them."""
+    with psycopg.connect(conninfo) as c:
+        return c.execute(sql.SQL("SELECT id::text, xmin::text, ctid::text FROM {} ORDER BY 1").format(
+            sql.Identifier(table))).fetchall()
+
+
+def sync(source: str, target: str, table: ResolvedTable, **kw):
+    kw.setdefault("run_id", "test")
+    return resync_table(source, target, table, namespace=NS, salt=SALT, **kw)
+
+
+def assert_key_table_consistent(source: str, target: str, table: ResolvedTable) -> None:
+    """The key table holds exactly the source's keys, and its bucket sums match it."""
+    kt = key_table_name(table.target_schema, table.target_table)
+    with psycopg.connect(source) as s, psycopg.connect(target) as t:
+        src_keys = {r[0] for r in s.execute(sql.SQL("SELECT {}::text FROM {}").format(
+            sql.Identifier(table.source_key[0]), sql.Identifier(table.source_schema, table.source_table)))}
+        keys = {r[0] for r in t.execute(sql.SQL("SELECT s0::text FROM {}").format(sql.Identifier("_dbsplit", kt)))}
+        assert keys == src_keys
+        bounds = t.execute("SELECT root_bounds FROM _dbsplit.sync_state WHERE target_table = %s",
+                           (f"{table.target_schema}.{table.target_table}",)).fetchone()[0]
+        side = resync_diff.KeySide(t, sql.Identifier("_dbsplit", kt), ("s0",), ("bigint",), sql.Identifier("h"))
+        expected = t.execute(sql.SQL("SELECT {}, count(*), sum(h) FROM {} GROUP BY 1").format(
+            resync_diff.bucket_expr(side, [tuple(b) for b in bounds]), sql.Identifier("_dbsplit", kt))).fetchall()
+        kept = t.execute(sql.SQL("SELECT b, n, h FROM {} WHERE n <> 0").format(
+            sql.Identifier("_dbsplit", sums_table_name(kt)))).fetchall()
+        assert sorted(kept) == sorted(expected)
+
+
+@pytest.fixture
+def items(make_db):
+    source, target = make_db("rsrc"), make_db("rdst")
+    with psycopg.connect(source) as c:
+        c.execute(ITEMS_DDL)
+        c.execute(ITEMS_FILL, (ROWS,))
+    full_load_passthrough(source, target, ITEMS_DDL, "items")
+    install_change_tracking(target, items_table())
+    return source, target
+
+
+def change_items(source: str, first_new: int, r: int) -> dict[str, int]:
+    """Round r: updates, deletes (scattered and one block) and inserts, on distinct rows."""
+    with psycopg.connect(source) as c:
+        up = c.execute("UPDATE items SET name = name || ' v2', tags = tags || 'c'::text, updated_at = now()"
+                       " WHERE id %% 50 = %s", (r,)).rowcount
+        gone = c.execute("DELETE FROM items WHERE (id %% 97 = %s OR id BETWEEN %s AND %s) AND id %% 50 <> %s",
+                         (r, 1500 + 100 * r, 1530 + 100 * r, r)).rowcount
+        new = c.execute("INSERT INTO items SELECT g, 'new ' || g, NULL, NULL, NULL, now()"
+                        " FROM generate_series(%s::int, %s::int) g", (first_new, first_new + 24)).rowcount
+    return {"updated": up, "deleted": gone, "inserted": new}
+
+
+# ---------------------------------------------------------------------------------------------- tests
+
+
+def test_passthrough_resync_makes_target_equal_and_second_run_writes_nothing(items) -> None:
+    source, target = items
+    table = items_table()
+    # changes between the full load and the first resync (which builds the key table)
+    c1 = change_items(source, 10_001, 1)
+    r1 = sync(source, target, table)
+    assert r1.rebuilt_keys
+    assert (r1.upserted, r1.deleted, r1.conflicts) == (c1["updated"] + c1["inserted"], c1["deleted"], [])
+    assert rows(target, "items") == rows(source, "items")
+    assert_key_table_consistent(source, target, table)
+    # changes between two resyncs: found by watermark (updates, inserts) and by the key diff (deletes)
+    c2 = change_items(source, 20_001, 2)
+    r2 = sync(source, target, table)
+    assert not r2.rebuilt_keys
+    assert r2.inserted == c2["inserted"] and r2.updated == c2["updated"] and r2.deleted == c2["deleted"]
+    assert r2.diff["target_only"] == c2["deleted"]
+    assert rows(target, "items") == rows(source, "items")
+    assert_key_table_consistent(source, target, table)
+    # nothing changed in the source: nothing is written (same row versions), though the overlap re-reads rows
+    before = versions(target, "items")
+    r3 = sync(source, target, table)
+    assert (r3.upserted, r3.deleted, r3.conflicts) == (0, 0, [])
+    assert r3.read_rows > 0
+    assert versions(target, "items") == before
+    assert r3.watermark_before == r2.watermark_after == r3.watermark_after
+    with psycopg.connect(target) as c:
+        state = c.execute("SELECT watermark, last_run_id, runs, last_upserted, last_deleted FROM _dbsplit.sync_state"
+                          " WHERE target_table = 'public.items'").fetchone()
+    assert state == (r3.watermark_after, "test", 3, 0, 0)
+
+
+def test_insert_with_an_old_clock_is_found_by_the_key_diff(items) -> None:
+    source, target = items
+    table = items_table()
+    sync(source, target, table)
+    with psycopg.connect(source) as c:   # outside any overlap: only the key diff can see it
+        c.execute("INSERT INTO items VALUES (777777, 'backdated', 1, 1, NULL, now() - interval '30 days')")
+        c.execute("DELETE FROM items WHERE id = 2000")
+    r = sync(source, target, table)
+    assert (r.inserted, r.deleted, r.diff["source_only"], r.diff["target_only"]) == (1, 1, 1, 1)
+    assert rows(target, "items") == rows(source, "items")
+
+
+def test_target_write_is_a_conflict_that_source_wins_overwrites_and_reports(items) -> None:
+    source, target = items
+    table = items_table()
+    sync(source, target, table)
+    with psycopg.connect(target) as c:   # a service already writing to its database
+        c.execute("UPDATE items SET name = 'changed by the service' WHERE id = 5")
+        c.execute("DELETE FROM items WHERE id = 7")
+        c.execute("INSERT INTO items VALUES (999999, 'service only', 1, 1, NULL, now())")
+        c.execute("UPDATE items SET name = name WHERE id = 9")       # a write that leaves the row as the source has it
+    with psycopg.connect(source) as c:
+        c.execute("UPDATE items SET qty = -1, updated_at = now() WHERE id IN (5, 11)")   # both sides changed row 5
+    r = sync(source, target, table, on_conflict="source_wins")
+    assert r.conflicts == ["5", "7", "999999"]
+    assert r.skipped_conflicts == 1
+    assert rows(target, "items") == rows(source, "items")
+    with psycopg.connect(target) as c:
+        assert c.execute("SELECT count(*) FROM _dbsplit.target_changes").fetchone()[0] == 0
+        assert c.execute("SELECT last_conflicts FROM _dbsplit.sync_state").fetchone()[0] == ["5", "7", "999999"]
+    # the resync's own writes are not logged as target changes: the next run sees no conflict
+    assert sync(source, target, table).conflicts == []
+
+
+def test_stop_raises_with_the_keys_and_changes_nothing(items) -> None:
+    source, target = items
+    table = items_table()
+    first = sync(source, target, table)
+    with psycopg.connect(target) as c:
+        c.execute("UPDATE items SET qty = 1000 WHERE id IN (42, 43)")
+    with psycopg.connect(source) as c:
+        c.execute("UPDATE items SET name = 'source change', updated_at = now() WHERE id BETWEEN 100 AND 110")
+        c.execute("DELETE FROM items WHERE id = 200")
+    before = versions(target, "items")
+    with pytest.raises(DataCheckFailed, match=r"2 row\(s\).*on_conflict=stop.*key 42, 43"):
+        sync(source, target, table, on_conflict="stop")
+    assert versions(target, "items") == before
+    with psycopg.connect(target) as c:
+        assert c.execute("SELECT watermark, runs FROM _dbsplit.sync_state").fetchone() == (first.watermark_after, 1)
+        assert c.execute("SELECT count(*) FROM _dbsplit.target_changes").fetchone()[0] == 2
+    # the operator decides the source wins: the same changes go through, the conflicts are reported
+    r = sync(source, target, table, on_conflict="source_wins")
+    assert r.conflicts == ["42", "43"] and r.deleted == 1
+    assert rows(target, "items") == rows(source, "items")
+
+
+def test_watermark_overlap_rereads_rows_written_with_an_older_clock(items) -> None:
+    source, target = items
+    table = items_table()
+    with psycopg.connect(source) as c:
+        c.execute("UPDATE items SET updated_at = now() WHERE id = 1")
+    w = sync(source, target, table).watermark_after
+    # another writer's clock runs 2 minutes behind: its update carries a time below the watermark
+    with psycopg.connect(source) as c:
+        c.execute("UPDATE items SET name = 'slow clock', updated_at = %s::timestamptz - interval '2 minutes'"
+                  " WHERE id = 10", (w,))
+    r = sync(source, target, table, overlap=timedelta(minutes=5))
+    assert r.upserted == 1 and rows(target, "items") == rows(source, "items")
+    # 10 minutes behind is beyond a 5-minute overlap: not seen (a watermark's limit) ...
+    w = r.watermark_after
+    with psycopg.connect(source) as c:
+        c.execute("UPDATE items SET name = 'very slow clock', updated_at = %s::timestamptz - interval '10 minutes'"
+                  " WHERE id = 20", (w,))
+    assert sync(source, target, table, overlap=timedelta(minutes=5)).upserted == 0
+    assert rows(target, "items") != rows(source, "items")
+    # ... and seen with a larger overlap
+    assert sync(source, target, table, overlap=timedelta(minutes=15)).upserted == 1
+    assert rows(target, "items") == rows(source, "items")
+
+
+def test_transformed_table_with_uuid_key_matches_a_fresh_full_load(make_db, tmp_path: Path) -> None:
+    source, target, fresh = make_db("psrc"), make_db("pdst"), make_db("pnew")
+    table = people_table()
+    with psycopg.connect(source) as c:
+        c.execute(PEOPLE_DDL)
+    full_load_transformed(source, target, table, tmp_path)
+    install_change_tracking(target, table)
+    for round_no in range(2):
+        with psycopg.connect(source) as c:
+            c.execute("UPDATE people SET full_name = full_name || ' Jr.', age_text = '77', updated_at = now()"
+                      " WHERE id %% 40 = %s", (round_no,))
+            c.execute("DELETE FROM people WHERE id %% 61 = %s", (round_no,))
+            c.execute("INSERT INTO people SELECT g, 'New ' || g, '30', 'n' || g || '@x.org', NULL, now()"
+                      " FROM generate_series(%s::int, %s::int) g", (5000 + 100 * round_no, 5009 + 100 * round_no))
+            c.execute("INSERT INTO people VALUES (%s, 'Backdated', '40', NULL, 'old', now() - interval '90 days')",
+                      (9000 + round_no,))
+        r = sync(source, target, table)
+        assert r.rebuilt_keys == (round_no == 0)
+        assert r.inserted == 11 and r.deleted > 0 and r.conflicts == []
+    full_load_transformed(source, fresh, table, tmp_path)
+    assert rows(target, "people_v2") == rows(fresh, "people_v2")
+    before = rows(target, "people_v2")
+    r = sync(source, target, table)
+    assert (r.upserted, r.deleted) == (0, 0) and rows(target, "people_v2") == before
+    # a service writes the UUID-keyed table: the conflict is reported by its UUID and overwritten
+    with psycopg.connect(target) as c:
+        victim = c.execute("SELECT id::text FROM people_v2 WHERE name = 'Person 2'").fetchone()[0]
+        c.execute("UPDATE people_v2 SET name = 'renamed by service' WHERE id = %s", (victim,))
+        c.execute("INSERT INTO people_v2 VALUES (gen_random_uuid(), 'service row', 1, NULL, NULL, now())")
+    r = sync(source, target, table)
+    assert victim in r.conflicts and len(r.conflicts) == 2 and r.deleted == 1
+    assert rows(target, "people_v2") == rows(fresh, "people_v2")
+
+
+def test_composite_text_key_and_filter(make_db) -> None:
+    source, target = make_db("csrc"), make_db("cdst")
+    ddl = ("CREATE TABLE lines (code text, line integer, qty integer, live boolean NOT NULL,"
+           " updated_at timestamptz NOT NULL, PRIMARY KEY (code, line))")
+    with psycopg.connect(source) as c:
+        c.execute(ddl)
+        c.execute("INSERT INTO lines SELECT (ARRAY['a,b', 'a', 'x\"y', 'Zz', 'é'])[1 + g % 5] || (g / 50)::text, g % 50,"
+                  " g, g % 9 <> 0, now() - interval '1 day' FROM generate_series(1, 2000) g")
+    cols = tuple(ColumnMap(n, t, nn, "copy", (n,)) for n, t, nn in [
+        ("code", "text", True), ("line", "integer", True), ("qty", "integer", False), ("live", "boolean", True),
+        ("updated_at", "timestamp with time zone", True)])
+    table = ResolvedTable("s", "public", "lines", "public", "lines", cols, ("code", "line"), ("code", "line"),
+                          filter="live", watermark="updated_at")
+    with psycopg.connect(target) as t, psycopg.connect(source) as s:
+        t.execute(ddl)
+        with t.cursor().copy("COPY lines FROM STDIN") as cp:
+            for r in s.execute("SELECT * FROM lines WHERE live"):
+                cp.write_row(r)
+    install_change_tracking(target, table)
+    sync(source, target, table)
+    with psycopg.connect(source) as c:
+        c.execute("DELETE FROM lines WHERE line = 7")
+        c.execute("UPDATE lines SET live = false, updated_at = now() WHERE line = 8")   # filtered out: deleted
+        c.execute("INSERT INTO lines VALUES ('a,b', 999, 1, true, now() - interval '9 days')")
+    r = sync(source, target, table)
+    assert r.deleted > 0 and r.inserted == 1
+
+    def live(conninfo: str) -> list:
+        with psycopg.connect(conninfo) as c:
+            return c.execute("SELECT * FROM lines WHERE live ORDER BY code, line").fetchall()
+    assert live(target) == live(source)
+    assert sync(source, target, table).upserted == 0
+
+
+def test_key_diff_descends_and_splits_ranges_emptied_on_one_side(items, monkeypatch) -> None:
+    monkeypatch.setattr(resync_diff, "ROOT_BUCKET_ROWS", 400)
+    monkeypatch.setattr(resync_diff, "LEAF_ROWS", 10)
+    monkeypatch.setattr(resync_diff, "FANOUT", 4)
+    source, target = items
+    table = items_table()
+    sync(source, target, table)
+    with psycopg.connect(source) as c:
+        c.execute("DELETE FROM items WHERE id BETWEEN 801 AND 1199")           # one bucket emptied in the source
+        c.execute("DELETE FROM items WHERE id IN (5, 2222)")
+        c.execute("INSERT INTO items SELECT g, 'old clock', 1, 1, NULL, now() - interval '40 days'"
+                  " FROM generate_series(100001, 100300) g")                   # a range only the source has
+    r = sync(source, target, table)
+    assert r.diff["levels"] >= 3
+    assert (r.diff["target_only"], r.diff["source_only"], r.deleted, r.inserted) == (401, 300, 401, 300)
+    assert r.diff["leaf_keys"] < 2 * 701 + 200
+    assert rows(target, "items") == rows(source, "items")
+    assert_key_table_consistent(source, target, table)
+
+
+def test_truncated_target_is_restored_and_reported(items) -> None:
+    source, target = items
+    table = items_table()
+    sync(source, target, table)
+    with psycopg.connect(target) as c:
+        c.execute("TRUNCATE items")
+    with pytest.raises(DataCheckFailed, match="TRUNCATE"):
+        sync(source, target, table, on_conflict="stop")
+    r = sync(source, target, table)
+    assert r.conflicts[0] == "(TRUNCATE)" and r.rebuilt_keys and r.inserted == ROWS
+    assert rows(target, "items") == rows(source, "items")
+
+
+def test_resync_needs_current_change_tracking(items) -> None:
+    source, target = items
+    table = items_table()
+    sync(source, target, table)
+    with psycopg.connect(target) as c:   # a new full load is promoted: another table under the same name
+        c.execute("ALTER TABLE items RENAME TO items_old")
+        c.execute(ITEMS_DDL)
+        c.execute("INSERT INTO items SELECT * FROM items_old")
+    with pytest.raises(ChangeTrackingMissing, match="replaced"):
+        sync(source, target, table)
+    install_change_tracking(target, table)
+    r = sync(source, target, table)
+    assert r.rebuilt_keys and (r.upserted, r.deleted) == (0, 0)
+
+
+def test_table_without_watermark_is_read_whole_but_only_differences_are_written(items) -> None:
+    from dataclasses import replace
+
+    source, target = items
+    table = replace(items_table(), watermark=None)
+    install_change_tracking(target, table)
+    sync(source, target, table)
+    with psycopg.connect(source) as c:   # no clock changes: nothing marks these rows as changed
+        c.execute("UPDATE items SET qty = 12345 WHERE id IN (3, 4)")
+        c.execute("DELETE FROM items WHERE id = 6")
+    r = sync(source, target, table)
+    assert (r.upserted, r.deleted, r.read_rows, r.watermark_after) == (2, 1, ROWS - 1, None)
+    assert rows(target, "items") == rows(source, "items")
+    before = versions(target, "items")
+    assert sync(source, target, table).upserted == 0 and versions(target, "items") == before
+
+
+def test_rows_the_transforms_reject_are_limited_like_a_full_load(make_db, tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    source, target = make_db("jsrc"), make_db("jdst")
+    table = people_table()
+    with psycopg.connect(source) as c:
+        c.execute(PEOPLE_DDL)
+    full_load_transformed(source, target, table, tmp_path)
+    install_change_tracking(target, table)
+    sync(source, target, table)
+    with psycopg.connect(source) as c:
+        c.execute("UPDATE people SET age_text = 'n/a', full_name = 'Bad Age', updated_at = now() WHERE id = 12")
+        c.execute("UPDATE people SET full_name = 'Good', updated_at = now() WHERE id = 13")
+    before = rows(target, "people_v2")
+    with pytest.raises(DataCheckFailed, match=r"1 source row\(s\) rejected.*12: age"):
+        sync(source, target, table)
+    assert rows(target, "people_v2") == before
+    r = sync(source, target, replace(table, max_rejected_rows=1))
+    assert r.upserted == 1 and len(r.rejected) == 1 and r.rejected[0].startswith("12: age: ")
+    with psycopg.connect(target) as c:   # the rejected row keeps its previous version
+        assert c.execute("SELECT count(*) FROM people_v2 WHERE name = 'Bad Age'").fetchone()[0] == 0
+        assert c.execute("SELECT count(*) FROM people_v2 WHERE name = 'Good'").fetchone()[0] == 1
+
+
+def test_key_without_a_hash_function_falls_back_to_md5_fingerprints(make_db) -> None:
+    source, target = make_db("msrc"), make_db("mdst")
+    ddl = "CREATE TABLE prices (amount money PRIMARY KEY, label text, updated_at timestamptz NOT NULL)"
+    with psycopg.connect(source) as c:
+        c.execute("SET lc_monetary = 'C'")
+        c.execute(ddl)
+        c.execute("INSERT INTO prices SELECT g::numeric::money, 'p' || g, now() - interval '1 day'"
+                  " FROM generate_series(1, 500) g")
+    full_load_passthrough(source, target, ddl, "prices")
+    cols = tuple(ColumnMap(n, t, nn, "copy", (n,)) for n, t, nn in [
+        ("amount", "money", True), ("label", "text", False), ("updated_at", "timestamp with time zone", True)])
+    table = ResolvedTable("s", "public", "prices", "public", "prices", cols, ("amount",), ("amount",),
+                          watermark="updated_at")
+    install_change_tracking(target, table)
+    sync(source, target, table)
+    with psycopg.connect(source) as c:
+        c.execute("DELETE FROM prices WHERE amount < 10::numeric::money")
+    r = sync(source, target, table)
+    assert r.deleted == 9 and rows(target, "prices") == rows(source, "prices")
+    with psycopg.connect(target) as c:
+        assert c.execute("SELECT key_hash FROM _dbsplit.sync_state").fetchone()[0].startswith("md5/")
+
+
+def test_transformed_table_with_copied_key(items, make_db, tmp_path: Path) -> None:
+    """Columns renamed, cast and masked, key copied: the diff runs on the key itself (no key map)."""
+    source, _ = items
+    target = make_db("tdst")
+    cols = (ColumnMap("id", "bigint", True, "copy", ("id",)), ColumnMap("title", "text", True, "copy", ("name",)),
+            ColumnMap("qty", "bigint", False, "cast", ("qty",)), ColumnMap("tags", "text", False, "mask_redact", ("tags",)),
+            ColumnMap("updated_at", "timestamp with time zone", True, "copy", ("updated_at",)))
+    table = ResolvedTable("shop", "public", "items", "public", "items_v2", cols, ("id",), ("id",), watermark="updated_at",
+                          chunk_rows=1000)
+    expected_sql = ("SELECT id, name, qty::bigint, CASE WHEN tags IS NOT NULL THEN 'REDACTED' END, updated_at"
+                    " FROM items ORDER BY id")
+    with psycopg.connect(target) as t, source_connection(source) as s:
+        t.execute("CREATE TABLE items_v2 (id bigint PRIMARY KEY, title text NOT NULL, qty bigint, tags text,"
+                  " updated_at timestamptz NOT NULL)")
+        with s.transaction():
+            extract_chunk(s, table, None, tmp_path / "e")
+            transform_chunk(tmp_path / "e", tmp_path / "t", table, NS, SALT)
+            load_chunk(t, "public", "items_v2", table, tmp_path / "t")
+        t.commit()
+    install_change_tracking(target, table)
+    sync(source, target, table)
+    change_items(source, 30_001, 3)
+    r = sync(source, target, table)
+    assert r.diff["target_only"] == r.deleted > 0 and r.inserted == 25
+    with psycopg.connect(source) as s, psycopg.connect(target) as t:
+        assert t.execute("SELECT * FROM items_v2 ORDER BY id").fetchall() == s.execute(expected_sql).fetchall()
+    assert sync(source, target, table).upserted == 0
