@@ -6,7 +6,7 @@ then open "Migration reports" in the navigation and read the users table's row c
 the run's "Migration report" tab. Screenshots are saved under the test's tmp dir (paths printed).
 
 Needs Debian's chromium (/usr/bin/chromium, or $DBSPLIT_CHROMIUM) and Playwright for Python, which
-drives it through executable_path: `playwright install` is never used (it downloads a browser).
+drives it through executable_path: Playwright never downloads its own browser.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ TIMEOUT_MS = 30_000
 
 sync_api = pytest.importorskip(
     "playwright.sync_api",
-    reason="Playwright for Python is not installed (pip install playwright; never `playwright install`)")
+    reason="Playwright for Python is not installed (pip install playwright; the browser is Debian's chromium)")
 if not Path(CHROMIUM).exists():
     pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium)", allow_module_level=True)
 
