@@ -55,7 +55,7 @@ def test_success_with_mapped_task_and_task_group(report: LocalRunReport) -> None
         "grp.second": "success",
         "total": "success",  # asserts inside that the three mapped results summed to 12
     }
-    assert ok.duration_s >= 0.0 and ok.run_id
+    assert ok.run_id
 
 
 def test_failed_task_carries_its_exception_message(report: LocalRunReport) -> None:
