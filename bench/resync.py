@@ -37,6 +37,9 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from transform_path import server_url  # noqa: E402  (one way to pick the bench server)
+
 SRC_DB, DST_DB = "dbsplit_bench_resync_src", "dbsplit_bench_resync_dst"
 SOURCE_DDL = """
 CREATE TABLE events (
@@ -94,16 +97,6 @@ def transformed_table():
             cols.append(ColumnMap(n, t, nn, "copy", (n,)))
     return ResolvedTable("bench", "public", "events", "public", "events_t", tuple(cols), ("id",), ("id",),
                          watermark="updated_at")
-
-
-def server_url(tmp: Path) -> tuple[str, Path | None]:
-    url = os.environ.get("DBSPLIT_BENCH_PG_URL") or os.environ.get("DBSPLIT_PG_URL")
-    if url:
-        return url, None
-    from dbsplit import embedded
-
-    pgdata = tmp / "pg"
-    return embedded.start(pgdata), pgdata
 
 
 def prepare(server: str, rows: int) -> tuple[str, str]:

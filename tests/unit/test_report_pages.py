@@ -444,4 +444,5 @@ def test_token_lifetime_is_the_configured_one(auth_manager: Any) -> None:
     import jwt
 
     claims = jwt.decode(_token(auth_manager), options={"verify_signature": False})
-    assert claims["exp"] > time.time() and claims["sub"] == "admin"
+    now = time.time()
+    assert claims["exp"] > now and claims["sub"] == "admin"
