@@ -329,6 +329,24 @@ def uuid5_binary(values: pa.Array | pa.ChunkedArray, namespace: uuid.UUID, name_
     return _on_distinct(values, fn, distinct)
 
 
+def uuid5_text_and_binary(values: pa.Array | pa.ChunkedArray, namespace: uuid.UUID, name_prefix: str,
+                          distinct: bool = True) -> tuple[pa.Array, pa.Array]:
+    """uuid5_text and uuid5_binary of the same values with one sha1 per (distinct) value."""
+    def fn(d: pa.Array) -> pa.Array:
+        raw = uuid5_raw(d, namespace, name_prefix)
+        binary = pa.Array.from_buffers(pa.binary(16), len(d), [None, pa.py_buffer(raw)]).cast(pa.binary())
+        return pa.StructArray.from_arrays([uuid_strings(raw), binary], ["text", "binary"])
+    both = _on_distinct(values, fn, distinct)
+    if isinstance(both, pa.ChunkedArray):
+        both = both.combine_chunks()
+    text, binary = both.field("text"), both.field("binary")
+    if both.null_count:   # a NULL struct keeps its children's slots: make them NULL too
+        valid = both.is_valid()
+        text = pc.if_else(valid, text, pa.scalar(None, pa.string()))
+        binary = pc.if_else(valid, binary, pa.scalar(None, pa.binary()))
+    return text, binary
+
+
 def sha256_hex(values: pa.Array | pa.ChunkedArray, salt: bytes, distinct: bool = True) -> pa.Array:
     """Lowercase hex sha256(salt + utf-8 value) of each non-null value; NULL stays NULL."""
     return _on_distinct(values, lambda d: hex_strings(_digests(d, salt, hashlib.sha256, 32)), distinct)

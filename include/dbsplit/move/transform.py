@@ -35,12 +35,26 @@ inside a savepoint of the caller's transaction.
 
 Staging files carry a hidden column with each row's source key text (for rejects) and, in their
 schema metadata, the rejects found so far: load_chunk reports every reject of its chunk.
+
+Content checksum (validate/row_text.py): transform_chunk also computes, for every output row, the
+fingerprint PostgreSQL will compute on the loaded row (checksums.fingerprint: md5 of the record
+text of the TARGET row), from each target column's output text: the source text already read for
+text-class columns, uuid/hash/mask texts it makes itself, and, for columns that travel as typsend
+bytes in binary mode (copies, casts and defaults of class "send"), their text read by the extract
+as extra SELECT items, for the fingerprint only (meta "raw", "cast_text", "default_text"). The
+texts are printed under the extract's settings (meta "settings", TimeZone included); the target's
+checksum query runs under the same ones. The chunk checksum (sum of fingerprints) is
+ChunkStats.checksum; the per-row fingerprints ride in the hidden column FP_COLUMN of the load file,
+and LoadStats.checksum is the checksum of the rows actually loaded (load rejects subtracted).
+Tables with a custom function get no checksum: the function returns PostgreSQL input text, not
+the text the target prints (ChunkStats.checksum None; validation records "not computed").
 """
 
 from __future__ import annotations
 
 import importlib
 import re
+import tempfile
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -56,8 +70,11 @@ from psycopg import sql
 from dbsplit.errors import DbsplitError
 from dbsplit.move import arrow_io, wire
 from dbsplit.resolved import ColumnMap, ResolvedTable
+from dbsplit.validate import row_text
 
 KEY_COLUMN = "__dbsplit_key"   # hidden column of transformed staging files: the row's source key text
+FP_COLUMN = "__dbsplit_fp"     # hidden column of load staging files: the row's fingerprint (int64)
+_SAFE_CLASSES = {"int2", "int4", "int8", "bool", "float4", "float8", "uuid"}   # text never quoted by record_out
 FORMAT_VERSION = 1
 _ROW_ERRORS = (psycopg.errors.DataError, psycopg.errors.IntegrityError)   # SQLSTATE classes 22 and 23
 _FATAL_STATES = {"22P04", "22P03"}   # bad COPY file format, invalid binary representation: our own data is wrong, never a row's fault
@@ -93,6 +110,7 @@ class ChunkStats:
     source_rows: int = 0            # rows read (extract: rows the source query returned; transform: rows in)
     source_bytes: int = 0           # extract: bytes of COPY output received
     rejects: tuple[Reject, ...] = ()   # rows this step set aside (they are not in the output file)
+    checksum: str | None = None     # transform: sum of the output rows' fingerprints (None: not computed)
 
 
 @dataclass(frozen=True)
@@ -101,6 +119,7 @@ class LoadStats:
     rejects: list[Reject] = field(default_factory=list)   # every rejected row of the chunk, any step
     seconds: float = 0.0
     bytes: int = 0                  # CSV bytes sent
+    checksum: str | None = None     # sum of the fingerprints of the rows loaded (None: file without them)
 
 
 # --------------------------------------------------------------------------------------------
@@ -178,14 +197,15 @@ def _layout(conn: psycopg.Connection, table: ResolvedTable, types: dict[str, tup
     return _Layout("binary", classes, sends)
 
 
-def _defaults(conn: psycopg.Connection, table: ResolvedTable, layout: _Layout) -> dict[str, str | None]:
+def _defaults(conn: psycopg.Connection, table: ResolvedTable, layout: _Layout,
+              only: Sequence[str] | None = None, text: bool = False) -> dict[str, str | None]:
     """Each default column's CAST(literal AS type), evaluated once by the source server: its text, or
-    in binary mode for class "send" its binary form as bytea hex."""
-    defaults = [cm for cm in table.columns if cm.op == "default"]
+    in binary mode for class "send" its binary form as bytea hex (text=True: always its text)."""
+    defaults = [cm for cm in table.columns if cm.op == "default" and (only is None or cm.target in only)]
     if not defaults:
         return {}
     items = [_wrap(sql.SQL("CAST({} AS {})").format(sql.SQL(cm.arg or "NULL"), sql.SQL(cm.target_type)),
-                   layout.wire.get(cm.target), layout.send.get(cm.target)) for cm in defaults]
+                   None if text else layout.wire.get(cm.target), layout.send.get(cm.target)) for cm in defaults]
     try:
         with conn.transaction():
             t, _ = arrow_io.copy_query_to_arrow(conn, sql.SQL("SELECT {}").format(sql.SQL(", ").join(items)),
@@ -199,17 +219,17 @@ def _defaults(conn: psycopg.Connection, table: ResolvedTable, layout: _Layout) -
 
 
 def _cast_batch(conn: psycopg.Connection, values: list[str], src_type: str, cm: ColumnMap,
-                layout: _Layout) -> list[str | None]:
+                layout: _Layout, text: bool = False) -> list[str | None]:
     expr = sql.SQL("CAST(CAST(v AS {}) AS {})").format(sql.SQL(src_type), sql.SQL(cm.target_type))
     q = sql.SQL("SELECT {} FROM unnest({}::text[]) WITH ORDINALITY AS u(v, i) ORDER BY i").format(
-        _wrap(expr, layout.wire.get(cm.target), layout.send.get(cm.target)), sql.Literal(values))
+        _wrap(expr, None if text else layout.wire.get(cm.target), layout.send.get(cm.target)), sql.Literal(values))
     with conn.transaction():
         t, _ = arrow_io.copy_query_to_arrow(conn, q, ["v"])
     return t.column(0).to_pylist()
 
 
 def _cast_distinct(conn: psycopg.Connection, values: list[str], src_type: str, cm: ColumnMap, layout: _Layout,
-                   out: dict[str, tuple[bool, str | None]]) -> None:
+                   out: dict[str, tuple[bool, str | None]], text: bool = False) -> None:
     """out[value] = (True, cast result as read) or (False, error message), bisecting batches that fail."""
     pending = [values]
     while pending:
@@ -217,7 +237,7 @@ def _cast_distinct(conn: psycopg.Connection, values: list[str], src_type: str, c
         if not vals:
             continue
         try:
-            for v, r in zip(vals, _cast_batch(conn, vals, src_type, cm, layout)):
+            for v, r in zip(vals, _cast_batch(conn, vals, src_type, cm, layout, text)):
                 out[v] = (True, r)
         except _ROW_ERRORS as exc:
             if len(vals) == 1:
@@ -253,13 +273,16 @@ def extract_chunk(conn: psycopg.Connection, table: ResolvedTable, where: sql.Com
         raise TransformError(f"{table.source_schema}.{table.source_table} has no column(s) {missing}")
     layout = _layout(conn, table, types)
     binary = layout.mode == "binary"
+    fingerprint = not table.custom   # the target rows' text is known (module docstring)
     # what to read: the text of every source column a transform needs (keys first), the binary form
-    # of copied columns that need it, and each cast
+    # of copied columns that need it (and then, for the fingerprint, their text too), and each cast
     raw = list(table.source_key)
     sent: list[str] = []
     for cm in table.columns:
         if cm.op == "copy" and binary and layout.wire[cm.target] == "send":
             sent.append(cm.source[0])
+            if fingerprint:
+                raw.append(cm.source[0])
         elif cm.op in ("copy", "mask_hash", "mask_redact", "uuid_key", "uuid_ref"):
             raw += list(cm.source)
     raw, sent = list(dict.fromkeys(raw)), list(dict.fromkeys(sent))
@@ -267,18 +290,28 @@ def extract_chunk(conn: psycopg.Connection, table: ResolvedTable, where: sql.Com
     names = {c: f"c{i}" for i, c in enumerate(raw)}
     send_names = {c: f"s{i}" for i, c in enumerate(sent)}
     cast_names = {cm.target: f"x{i}" for i, cm in enumerate(casts)}
-    file_names = [*names.values(), *send_names.values(), *cast_names.values()]
+    # casts read as typsend bytes: their text as well, for the fingerprint only
+    cast_text_names = {cm.target: f"y{i}" for i, cm in enumerate(casts)
+                       if fingerprint and binary and layout.wire.get(cm.target) == "send"}
+    file_names = [*names.values(), *send_names.values(), *cast_names.values(), *cast_text_names.values()]
     send_fn = {cm.source[0]: layout.send[cm.target] for cm in table.columns if cm.op == "copy" and cm.source[0] in sent}
     items = [sql.Identifier(c) for c in raw] + [_wrap(sql.Identifier(c), "send", send_fn[c]) for c in sent]
-    cast_items = [_wrap(sql.SQL("CAST({} AS {})").format(sql.Identifier(cm.source[0]), sql.SQL(cm.target_type)),
-                        layout.wire.get(cm.target), layout.send.get(cm.target)) for cm in casts]
+
+    def cast_expr(cm: ColumnMap) -> sql.Composable:
+        return sql.SQL("CAST({} AS {})").format(sql.Identifier(cm.source[0]), sql.SQL(cm.target_type))
+
+    cast_items = [_wrap(cast_expr(cm), layout.wire.get(cm.target), layout.send.get(cm.target)) for cm in casts]
+    cast_items += [cast_expr(cm) for cm in casts if cm.target in cast_text_names]
     where_sql = _where(where, table)
     rejects: list[Reject] = []
     money = any("money" in cm.target_type for cm in table.columns)
     with arrow_io.text_settings(conn) as settings:
-        if money:
-            settings = {**settings, **arrow_io.current_settings(conn, ["lc_monetary"])}
+        # TimeZone is the session's own (casts to timestamptz depend on it); recorded for the checksum
+        settings = {**settings, **arrow_io.current_settings(conn, ["TimeZone"] + (["lc_monetary"] if money else []))}
         defaults = _defaults(conn, table, layout)
+        default_text = _defaults(conn, table, layout, text=True, only=[
+            cm.target for cm in table.columns if cm.op == "default" and layout.wire.get(cm.target) == "send"]
+        ) if fingerprint and binary else {}
         try:
             with conn.transaction():
                 data, nbytes = arrow_io.copy_query_to_arrow(conn, _select(table, items + cast_items, where_sql),
@@ -287,13 +320,14 @@ def extract_chunk(conn: psycopg.Connection, table: ResolvedTable, where: sql.Com
             if not casts:
                 raise
             data, nbytes, rejects = _extract_with_failed_casts(
-                conn, table, types, layout, items, names, cast_names, file_names, where_sql)
+                conn, table, types, layout, items, names, cast_names, cast_text_names, file_names, where_sql)
     source_rows = data.num_rows + len(rejects)
     meta = {
         "version": FORMAT_VERSION, "kind": "extract", "table": f"{table.source_schema}.{table.source_table}",
         "mode": layout.mode, "csv_reason": layout.reason, "wire": layout.wire,
         "raw": names, "sent": send_names, "cast": cast_names, "defaults": defaults, "settings": settings,
         "rejects": [r.__dict__ for r in rejects], "source_rows": source_rows,
+        "fingerprint": fingerprint, "cast_text": cast_text_names, "default_text": default_text,
     }
     size = arrow_io.write_staging(path, data, meta)
     return ChunkStats(data.num_rows, size, time.perf_counter() - start, source_rows, nbytes, tuple(rejects))
@@ -301,13 +335,14 @@ def extract_chunk(conn: psycopg.Connection, table: ResolvedTable, where: sql.Com
 
 def _extract_with_failed_casts(conn: psycopg.Connection, table: ResolvedTable, types: dict[str, tuple[str, int]],
                                layout: _Layout, items: list[sql.Composable], names: dict[str, str],
-                               cast_names: dict[str, str], file_names: list[str], where_sql: sql.Composable,
-                               ) -> tuple[pa.Table, int, list[Reject]]:
+                               cast_names: dict[str, str], cast_text_names: dict[str, str], file_names: list[str],
+                               where_sql: sql.Composable) -> tuple[pa.Table, int, list[Reject]]:
     """A cast failed somewhere in the chunk: read the cast columns' source text, cast the distinct
     values in bisected batches, and set aside the rows whose value cannot be cast."""
     casts = [cm for cm in table.columns if cm.op == "cast"]
-    data, nbytes = arrow_io.copy_query_to_arrow(
-        conn, _select(table, items + [sql.Identifier(cm.source[0]) for cm in casts], where_sql), file_names)
+    sources = [sql.Identifier(cm.source[0]) for cm in casts]
+    sources += [sql.Identifier(cm.source[0]) for cm in casts if cm.target in cast_text_names]
+    data, nbytes = arrow_io.copy_query_to_arrow(conn, _select(table, items + sources, where_sql), file_names)
     keys = _key_text(data, names, table.source_key)
     bad = np.zeros(data.num_rows, dtype=bool)
     first: dict[int, Reject] = {}
@@ -327,6 +362,13 @@ def _extract_with_failed_casts(conn: psycopg.Connection, table: ResolvedTable, t
                 first[i] = Reject(keys[i].as_py() or "", cm.target, v, f"cannot cast to {cm.target_type}: {results[v][1]}")
         bad |= ~row_ok
         data = data.set_column(data.schema.get_field_index(name), name, pc.take(text, encoded.indices))
+        if cm.target in cast_text_names:   # the cast's text too (for the fingerprint); failing values are NULL
+            texts: dict[str, tuple[bool, str | None]] = {}
+            _cast_distinct(conn, [v for v in distinct if results[v][0]], types[cm.source[0]][0], cm, layout, texts,
+                           text=True)
+            as_text = pa.array([texts[v][1] if v in texts and texts[v][0] else None for v in distinct], pa.string())
+            tname = cast_text_names[cm.target]
+            data = data.set_column(data.schema.get_field_index(tname), tname, pc.take(as_text, encoded.indices))
     return data.filter(pa.array(~bad)), nbytes, [first[i] for i in sorted(first)]
 
 
@@ -344,27 +386,35 @@ def _joined(data: pa.Table, meta: dict[str, Any], sources: Sequence[str]) -> pa.
 
 
 def _apply(cm: ColumnMap, data: pa.Table, meta: dict[str, Any], table: ResolvedTable,
-           namespace: uuid.UUID, salt: bytes | None) -> pa.Array:
-    """The target column: PostgreSQL text (csv mode) or binary COPY field data (binary mode)."""
+           namespace: uuid.UUID, salt: bytes | None, want_text: bool = False) -> tuple[pa.Array, pa.Array | None]:
+    """The target column: PostgreSQL text (csv mode) or binary COPY field data (binary mode); with
+    want_text also the column's output text as the target will print it (None when not known)."""
     n = data.num_rows
     binary = meta["mode"] == "binary"
     cls = meta["wire"].get(cm.target, "text")
     to_wire: Callable[[pa.Array], pa.Array] = (lambda a: wire.text_to_wire(a, cls)) if binary else (lambda a: a)
     if cm.op == "copy":
+        text = _column(data, meta, cm.source[0]) if cm.source[0] in meta["raw"] else None
         if cm.source[0] in meta["sent"] and binary and cls == "send":
-            return wire.bytea_hex_to_binary(data.column(meta["sent"][cm.source[0]]).combine_chunks())
-        return to_wire(_column(data, meta, cm.source[0]))
+            return wire.bytea_hex_to_binary(data.column(meta["sent"][cm.source[0]]).combine_chunks()), text
+        return to_wire(text), text
     if cm.op == "cast":
-        return to_wire(data.column(meta["cast"][cm.target]).combine_chunks())
+        col = data.column(meta["cast"][cm.target]).combine_chunks()
+        if binary and cls == "send":
+            name = meta.get("cast_text", {}).get(cm.target)
+            return to_wire(col), (data.column(name).combine_chunks() if name else None)
+        return to_wire(col), col
     if cm.op == "mask_hash":
         if salt is None:
             raise TransformError(f"{table.target_table}.{cm.target}: mask_hash needs a salt (defaults.mask_salt)")
-        return to_wire(arrow_io.sha256_hex(_column(data, meta, cm.source[0]), salt))
+        text = arrow_io.sha256_hex(_column(data, meta, cm.source[0]), salt)
+        return to_wire(text), text
     if cm.op == "mask_redact":
         col = _column(data, meta, cm.source[0])
-        return to_wire(pc.if_else(pc.is_null(col), pa.scalar(None, pa.string()), pa.scalar("REDACTED", pa.string())))
+        text = pc.if_else(pc.is_null(col), pa.scalar(None, pa.string()), pa.scalar("REDACTED", pa.string()))
+        return to_wire(text), text
     if cm.op == "mask_null":
-        return pa.nulls(n, pa.binary() if binary else pa.string())
+        return pa.nulls(n, pa.binary() if binary else pa.string()), pa.nulls(n, pa.string())
     if cm.op in ("uuid_key", "uuid_ref"):
         if cm.op == "uuid_key":
             values, prefix, distinct = _joined(data, meta, cm.source), f"{table.source_schema}.{table.source_table}:", False
@@ -373,36 +423,108 @@ def _apply(cm: ColumnMap, data: pa.Table, meta: dict[str, Any], table: ResolvedT
                 raise TransformError(f"{table.target_table}.{cm.target}: uuid_ref needs arg 'schema.table'")
             values, prefix, distinct = _joined(data, meta, cm.source), f"{cm.arg}:", True
         if binary and cls == "uuid":
-            return arrow_io.uuid5_binary(values, namespace, prefix, distinct)
-        return to_wire(arrow_io.uuid5_text(values, namespace, prefix, distinct))
+            if want_text:
+                text, raw16 = arrow_io.uuid5_text_and_binary(values, namespace, prefix, distinct)
+                return raw16, text
+            return arrow_io.uuid5_binary(values, namespace, prefix, distinct), None
+        text = arrow_io.uuid5_text(values, namespace, prefix, distinct)
+        return to_wire(text), text
     if cm.op == "default":
         value = meta["defaults"][cm.target]
+        if binary and cls == "send":
+            known = cm.target in meta.get("default_text", {})
+            text = pa.repeat(pa.scalar(meta["default_text"][cm.target], pa.string()), n) if known else None
+        else:
+            text = pa.repeat(pa.scalar(value, pa.string()), n)
         if binary and value is not None:
             one = wire.text_to_wire(pa.array([value], pa.string()), cls)
-            return pa.repeat(one[0], n)
-        return pa.repeat(pa.scalar(value, pa.binary() if binary else pa.string()), n)
+            return pa.repeat(one[0], n), text
+        return pa.repeat(pa.scalar(value, pa.binary() if binary else pa.string()), n), text
     raise TransformError(f"{table.target_table}.{cm.target}: unknown op {cm.op!r}")
+
+
+def _safe_text(cm: ColumnMap, meta: dict[str, Any]) -> bool:
+    """True when the column's output text never needs record_out's quotes (no scan needed)."""
+    return cm.op in ("uuid_key", "uuid_ref", "mask_hash", "mask_redact", "mask_null") or (
+        meta["mode"] == "binary" and meta["wire"].get(cm.target) in _SAFE_CLASSES)
+
+
+@dataclass
+class _Transformed:
+    result: pa.Table                    # the target columns (wire or text), in table.columns order
+    keys: pa.Array                      # each row's source key text
+    texts: dict[str, pa.Array] | None   # each target column's output text (None: no fingerprint)
+    fps: np.ndarray | None              # each row's fingerprint (None: not computed)
+
+
+def _transform(data: pa.Table, meta: dict[str, Any], table: ResolvedTable, namespace: uuid.UUID,
+               salt: bytes | None) -> _Transformed:
+    keys = _key_text(data, meta["raw"], table.source_key)
+    want_text = bool(meta.get("fingerprint")) and not table.custom and bool(table.columns)
+    out: dict[str, pa.Array] = {}
+    texts: dict[str, pa.Array] | None = {} if want_text else None
+    for cm in table.columns:
+        out[cm.target], text = _apply(cm, data, meta, table, namespace, salt, want_text)
+        if texts is not None:
+            if text is None:   # a file written before fingerprints existed
+                texts = None
+            else:
+                texts[cm.target] = text
+    result = pa.table(out) if out else pa.table({})
+    fps = None
+    if texts is not None:
+        fps = row_text.row_fingerprints([texts[cm.target] for cm in table.columns],
+                                        [_safe_text(cm, meta) for cm in table.columns])
+    if table.custom:
+        result, keys = _run_custom(table, result, keys)
+    return _Transformed(result, keys, texts, fps)
 
 
 def transform_chunk(src_path: Any, dst_path: Any, table: ResolvedTable, namespace: uuid.UUID,
                     salt: bytes | None) -> ChunkStats:
-    """Apply the table's ColumnMaps (then its custom function) to an extracted chunk; write the target rows."""
+    """Apply the table's ColumnMaps (then its custom function) to an extracted chunk; write the target rows
+    (with their fingerprints: ChunkStats.checksum is their sum, None for custom functions)."""
     start = time.perf_counter()
     data, meta = arrow_io.read_staging(src_path)
     if meta.get("kind") != "extract":
         raise TransformError(f"{src_path} is not an extract staging file (kind={meta.get('kind')!r})")
-    keys = _key_text(data, meta["raw"], table.source_key)
-    out = {cm.target: _apply(cm, data, meta, table, namespace, salt) for cm in table.columns}
-    result = pa.table(out) if out else pa.table({})
-    if table.custom:
-        result, keys = _run_custom(table, result, keys)
-    result = result.append_column(KEY_COLUMN, keys.cast(pa.string()))
+    t = _transform(data, meta, table, namespace, salt)
+    result = t.result.append_column(KEY_COLUMN, t.keys.cast(pa.string()))
+    checksum = None
+    if t.fps is not None:
+        result = result.append_column(FP_COLUMN, pa.array(t.fps, pa.int64()))
+        checksum = row_text.checksum_total(t.fps)
     result = _sorted_for_index(result, table)
     out_meta = {"version": FORMAT_VERSION, "kind": "load", "table": meta["table"], "mode": meta["mode"],
                 "wire": meta["wire"], "settings": meta["settings"], "rejects": meta["rejects"],
-                "source_rows": meta["source_rows"]}
+                "source_rows": meta["source_rows"], "checksum": checksum}
     size = arrow_io.write_staging(dst_path, result, out_meta)
-    return ChunkStats(result.num_rows, size, time.perf_counter() - start, data.num_rows, 0)
+    return ChunkStats(result.num_rows, size, time.perf_counter() - start, data.num_rows, 0, checksum=checksum)
+
+
+def chunk_row_fingerprints(conn: psycopg.Connection, table: ResolvedTable, where: sql.Composable | None,
+                           namespace: uuid.UUID, salt: bytes | None) -> list[tuple[str, str, int]] | None:
+    """(source key text, target key text, fingerprint) of every row that extract_chunk + transform_chunk
+    make of one chunk now (deterministic: the rows the load got, when the source did not change), for
+    locating differing rows. The target key text is concat_ws(',', key::text) of the target key columns.
+    None when the table has no fingerprint (custom function). conn: a read-only source transaction."""
+    if table.custom:
+        return None
+    with tempfile.TemporaryDirectory(prefix="dbsplit-fp-") as tmp:
+        from pathlib import Path
+
+        path = Path(tmp) / "chunk.extract"
+        extract_chunk(conn, table, where, path)
+        data, meta = arrow_io.read_staging(path)
+    t = _transform(data, meta, table, namespace, salt)
+    if t.fps is None or t.texts is None:
+        return None
+    key_cols = [t.texts[k] for k in table.key] if table.key else []
+    if key_cols:
+        target_keys = pc.binary_join_element_wise(*key_cols, ",", null_handling="skip").to_pylist()
+    else:
+        target_keys = [None] * len(t.fps)
+    return list(zip(t.keys.to_pylist(), target_keys, t.fps.tolist()))
 
 
 def _sorted_for_index(result: pa.Table, table: ResolvedTable) -> pa.Table:
@@ -584,6 +706,9 @@ def load_chunk(conn: psycopg.Connection, schema: str, name: str, table: Resolved
         raise TransformError(f"{path} is not a transformed staging file (kind={meta.get('kind')!r})")
     keys = data.column(KEY_COLUMN).combine_chunks() if KEY_COLUMN in data.column_names else None
     data = data.drop_columns([KEY_COLUMN]) if keys is not None else data
+    fps = data.column(FP_COLUMN).to_numpy() if FP_COLUMN in data.column_names else None
+    data = data.drop_columns([FP_COLUMN]) if fps is not None else data
+    refused: list[int] = []     # rows the target refused (their fingerprints leave the checksum)
     want = [cm.target for cm in table.columns]
     if data.column_names != want:
         raise TransformError(f"{path}: columns {data.column_names} differ from the table's {want}")
@@ -634,8 +759,14 @@ def load_chunk(conn: psycopg.Connection, schema: str, name: str, table: Resolved
                 value = wire.wire_value_text(value, meta["wire"].get(col, "send"))
             key = keys[s].as_py() if keys is not None else f"#{s + 1}"
             rejects.append(Reject(key or "", col, value, _reason(failure)))
+            refused.append(s)
             if max_rejects is not None and len(rejects) > max_rejects:
                 raise RejectLimitExceeded(
                     f"{schema}.{name}: more than {max_rejects} rejected rows in this chunk "
                     f"(first: key {rejects[0].key}: {rejects[0].reason})", rejects)
-    return LoadStats(loaded, rejects, time.perf_counter() - start, size)
+    checksum = None
+    if fps is not None:
+        kept = np.ones(len(fps), dtype=bool)
+        kept[refused] = False
+        checksum = row_text.checksum_total(fps[kept])
+    return LoadStats(loaded, rejects, time.perf_counter() - start, size, checksum)
