@@ -10,7 +10,7 @@ comparing per-row fingerprints of that chunk only.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Any, Callable, Sequence
 
 import psycopg
 from psycopg import sql
@@ -80,3 +80,131 @@ def differing_keys(source: dict[str, int], target: dict[str, int], limit: int = 
     """Keys whose rows differ, are missing from the target, or are extra in it (a sample)."""
     keys = sorted(k for k in source.keys() | target.keys() if source.get(k) != target.get(k))
     return keys[:limit]
+
+
+# --------------------------------------------------------------------------------------------
+# settings: both sides must print every value alike
+
+# Settings that change the output text of some type (timestamps, intervals, floats, bytea); money
+# also depends on lc_monetary.
+TEXT_OUTPUT_SETTINGS = ("DateStyle", "IntervalStyle", "extra_float_digits", "bytea_output", "TimeZone")
+
+
+def session_settings(conn: psycopg.Connection, money: bool = False) -> dict[str, str]:
+    """The values in force in conn's session of the settings that change output text."""
+    names = list(TEXT_OUTPUT_SETTINGS) + (["lc_monetary"] if money else [])
+    row = conn.execute(sql.SQL("SELECT {}").format(sql.SQL(", ").join(
+        sql.SQL("current_setting({})").format(sql.Literal(n)) for n in names))).fetchone()
+    return dict(zip(names, row))
+
+
+def set_local(conn: psycopg.Connection, settings: dict[str, str]) -> None:
+    """SET LOCAL each setting (conn must be inside a transaction). lc_monetary is set in a savepoint:
+    a locale this server lacks leaves its own value (and money columns then differ, visibly)."""
+    plain = {k: v for k, v in settings.items() if k != "lc_monetary"}
+    if plain:
+        conn.execute(sql.SQL("SELECT {}").format(sql.SQL(", ").join(
+            sql.SQL("set_config({}, {}, true)").format(sql.Literal(k), sql.Literal(v)) for k, v in plain.items())))
+    if "lc_monetary" in settings:
+        try:
+            with conn.transaction():
+                conn.execute("SELECT set_config('lc_monetary', %s, true)", [settings["lc_monetary"]])
+        except psycopg.Error:
+            pass
+
+
+# --------------------------------------------------------------------------------------------
+# transformed tables: chunk checksums computed by transform_chunk (validate/row_text.py)
+
+RowsOf = Callable[[Chunk], "list[tuple[str, str | None, int]] | None"]
+
+
+def chunk_membership_columns(table: Any, plan: Sequence[Chunk]) -> list[str] | None:
+    """The target columns by which a staged row's chunk is known (the chunks' key condition applies to
+    them unchanged), [] when there is a single chunk, None when membership is not known (a source key
+    column not copied as is, e.g. made a uuid_key; ctid chunks)."""
+    if len(plan) == 1:
+        return []
+    if any(c.kind != "key" for c in plan) or not table.source_key:
+        return None
+    out = []
+    for k in table.source_key:
+        cm = next((c for c in table.columns if c.op == "copy" and c.source == (k,)), None)
+        if cm is None:
+            return None
+        out.append(cm.target)
+    return out
+
+
+@dataclass(frozen=True)
+class ChunkMismatch:
+    chunk: Chunk | None          # None: staged rows that no chunk of the source produces
+    keys: list[str]              # differing rows' target key text (a sample; "(source key ...)" added)
+    located: bool = True
+
+
+def compare_transformed(tgt: psycopg.Connection, relation: sql.Composable, exprs: Sequence[sql.Composable],
+                        table: Any, plan: Sequence[Chunk], expected: dict[int, tuple[int, str | None]],
+                        rejected: dict[int, set[str]], rows_of: RowsOf, limit: int = 10,
+                        ) -> tuple[list[ChunkMismatch], str]:
+    """Compare the chunk checksums transform_chunk computed with the staged rows of a transformed table.
+
+    expected: chunk index -> (source rows, checksum of the transformed rows). Rows rejected at
+    extract (failed casts) were never in the checksum; rows the target refused at load were: the
+    chunks holding rejects (rejected: chunk index -> source key texts) are re-extracted and
+    re-transformed (rows_of, deterministic) to subtract those rows' fingerprints. Staged rows are
+    compared per chunk when their chunk is known from their key (chunk_membership_columns), else the
+    table total is compared; differing rows are located by re-transforming the source chunk(s)
+    into per-row (target key, fingerprint) and diffing with the staged rows' fingerprints.
+    Returns (mismatches, how the comparison was made)."""
+    key = list(table.key)
+    adjusted: dict[int, Checksum] = {}
+    for c in plan:
+        rows, total = expected[c.index]
+        gone = rejected.get(c.index, set())
+        value = int(total or 0)
+        if gone:
+            redo = rows_of(c) or []
+            value -= sum(fp for skey, _, fp in redo if skey in gone)
+        adjusted[c.index] = Checksum(rows - len(gone), str(value))
+
+    def source_rows(c: Chunk) -> dict[str, tuple[int, str]]:
+        gone = rejected.get(c.index, set())
+        return {tkey: (fp, skey) for skey, tkey, fp in (rows_of(c) or []) if skey not in gone and tkey is not None}
+
+    def diff(src: dict[str, tuple[int, str]], staged: dict[str, int]) -> list[str]:
+        keys = differing_keys({k: v[0] for k, v in src.items()}, staged, limit)
+        return [f"{k} (source key {src[k][1]})" if k in src and src[k][1] != k else k for k in keys]
+
+    member = chunk_membership_columns(table, plan)
+    if member is not None:
+        actual = checksums_by_chunk(tgt, relation, exprs, plan, member)
+        bad = [c for c in plan if adjusted[c.index] != actual[c.index]]
+        out = []
+        for i, c in enumerate(bad):
+            if i >= 3 or not key:
+                out.append(ChunkMismatch(c, [], False))
+                continue
+            where = chunk_where(c, member) if member else None
+            out.append(ChunkMismatch(c, diff(source_rows(c), row_fingerprints(tgt, relation, exprs, key, where))))
+        return out, "per chunk"
+    total = Checksum(sum(a.rows for a in adjusted.values()), str(sum(int(a.total) for a in adjusted.values())))
+    if chunk_checksum(tgt, relation, exprs) == total:
+        return [], "table total"
+    if not key:
+        return [ChunkMismatch(None, [], False)], "table total"
+    staged = row_fingerprints(tgt, relation, exprs, key)
+    found: dict[int | None, list[str]] = {}
+    chunk_of: dict[str, Chunk] = {}
+    src_all: dict[str, tuple[int, str]] = {}
+    for c in plan:
+        rows = source_rows(c)
+        src_all.update(rows)
+        chunk_of.update(dict.fromkeys(rows, c))
+    for k in differing_keys({k: v[0] for k, v in src_all.items()}, staged, limit):
+        c = chunk_of.get(k)
+        label = f"{k} (source key {src_all[k][1]})" if k in src_all and src_all[k][1] != k else k
+        found.setdefault(c.index if c else None, []).append(label)
+    by_index = {c.index: c for c in plan}
+    out = [ChunkMismatch(by_index[i] if i is not None else None, keys) for i, keys in found.items()]
+    return out or [ChunkMismatch(None, [], False)], "table total"
