@@ -12,6 +12,7 @@ import logging
 import os
 import re
 import signal
+import time
 from functools import lru_cache
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
@@ -124,7 +125,7 @@ def _table_chunks(src: psycopg.Connection, tgt: psycopg.Connection, rt: Resolved
         key_types = [next(c.type_sql for c in info.columns if c.name == k) for k in rt.source_key]
         chunks = [c.as_dict() for c in compute_chunks(src, rt.source_schema, rt.source_table, rt.source_key,
                                                        key_types, rt.chunk_rows, rt.filter)]
-        staging.create_staging_table(tgt, info, rt)
+        staging.create_staging_table(tgt, info, rt, defer_indexes=rt.passthrough)
         load_id, done = state.start_load(tgt, name, rt.chunk_rows, columns, chunks, run_id), set()
         log.info("%s: new load %d in %d chunk(s)", name, load_id, len(chunks))
     table = rt.as_dict()
@@ -265,9 +266,10 @@ def validate(service: dict[str, Any], selector: str, run_id: str) -> dict[str, A
         _, source_rows, _, load_seconds = state.chunk_totals(tgt, load_id)
         rejects = state.reject_count(tgt, load_id)
     stg_name = staging.side_name(rt.target_schema, rt.target_table)
+    index_outcomes = _build_indexes(target, rt)
     result = validate_table(target, staging.STAGING, stg_name, expected_rows=source_rows - rejects,
                             key_columns=list(rt.key), not_null_columns=[m.target for m in rt.columns if m.not_null])
-    outcomes = [o.__dict__ for o in result.outcomes]
+    outcomes = index_outcomes + [o.__dict__ for o in result.outcomes]
     outcomes += [_checksum_outcome(service, rt, load_id, [Chunk.from_dict(c) for c in chunk_plan]),
                  _rejects_outcome(rt, rejects)]
     outcomes += _reference_outcomes(service, rt, target)
@@ -298,6 +300,25 @@ def validate(service: dict[str, Any], selector: str, run_id: str) -> dict[str, A
 
 CHECKSUM = "dbsplit_chunk_checksums_match"
 REJECTS = "dbsplit_rejected_rows_within_limit"
+INDEXES = "dbsplit_keys_and_indexes_built"
+
+
+def _build_indexes(target: str, rt: ResolvedTable) -> list[dict[str, Any]]:
+    """Build the keys and indexes a pass-through staging table deferred until after its load."""
+    start = time.perf_counter()
+    try:
+        with psycopg.connect(target) as tgt, tgt.transaction():
+            built = staging.build_deferred_indexes(tgt, rt.target_schema, rt.target_table)
+    except (psycopg.errors.UniqueViolation, psycopg.errors.ExclusionViolation) as exc:
+        detail = exc.diag.message_detail or ""
+        return [{"expectation": INDEXES, "column": None, "success": False, "observed": detail,
+                 "details": f"{exc.diag.message_primary} {detail}".strip()}]
+    if not built:
+        return []
+    log.info("%s.%s: %d key(s) and index(es) built after the load in %.2f s", rt.target_schema, rt.target_table,
+             built, time.perf_counter() - start)
+    return [{"expectation": INDEXES, "column": None, "success": True, "observed": built,
+             "details": f"{built} key(s) and index(es) built after the load"}]
 
 
 def _reference_outcomes(service: dict[str, Any], rt: ResolvedTable, target: str) -> list[dict[str, Any]]:

@@ -7,6 +7,7 @@ in `_dbsplit_prev` until the next promotion, so a rollback after promotion is a 
 from __future__ import annotations
 
 import hashlib
+import json
 from contextlib import contextmanager
 from typing import Iterator, Sequence
 
@@ -33,19 +34,74 @@ def staging_ident(schema: str, table: str) -> sql.Identifier:
     return sql.Identifier(STAGING, side_name(schema, table))
 
 
-def create_staging_table(conn: psycopg.Connection, info: TableInfo, table: ResolvedTable) -> None:
+def create_staging_table(conn: psycopg.Connection, info: TableInfo, table: ResolvedTable,
+                         *, defer_indexes: bool = False) -> None:
     """(Re)create the empty staging table of a target table with its full target DDL except foreign keys.
 
     Types, defaults, NOT NULL, keys, unique and check constraints and indexes are those the target
     table will have (ddl.target_shape), so a row the target would refuse is refused at load time,
     where the transformed path turns it into a reject. Foreign keys are added at promotion.
+    With defer_indexes (pass-through tables, whose rows the source's own constraints already keep
+    unique) the primary key, unique and exclusion constraints and indexes are built once after the
+    load by build_deferred_indexes: one sort per index instead of an index insert per row.
     """
     from dbsplit import ddl
 
     conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(STAGING)))
     drop_staging_table(conn, table.target_schema, table.target_table)
-    ddl.ensure_mapped_table(conn, info, table.columns, STAGING, side_name(table.target_schema, table.target_table),
-                            key=table.key or None)
+    name = side_name(table.target_schema, table.target_table)
+    ddl.ensure_mapped_table(conn, info, table.columns, STAGING, name, key=table.key or None)
+    if defer_indexes:
+        _defer_indexes(conn, name)
+
+
+_DEFERRED = "dbsplit:deferred-indexes "   # prefix of the staging table's comment while its indexes wait
+
+
+def _defer_indexes(conn: psycopg.Connection, name: str) -> None:
+    """Drop the staging table's index-backed constraints and indexes, keeping their definitions
+    (as the server prints them) in the table's comment for build_deferred_indexes."""
+    ident = sql.Identifier(STAGING, name)
+    oid = table_oid(conn, STAGING, name)
+    constraints = conn.execute(
+        "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint WHERE conrelid = %s AND contype IN ('p', 'u', 'x')"
+        " ORDER BY contype, conname", (oid,)).fetchall()
+    indexes = conn.execute(
+        "SELECT c.relname, pg_get_indexdef(i.indexrelid) FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid"
+        " WHERE i.indrelid = %s AND NOT EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = i.indexrelid)"
+        " ORDER BY c.relname", (oid,)).fetchall()
+    if not constraints and not indexes:
+        return
+    for index, _ in indexes:
+        conn.execute(sql.SQL("DROP INDEX {}").format(sql.Identifier(STAGING, index)))
+    for constraint, _ in constraints:
+        conn.execute(sql.SQL("ALTER TABLE {} DROP CONSTRAINT {}").format(ident, sql.Identifier(constraint)))
+    deferred = {"constraints": constraints, "indexes": [definition for _, definition in indexes]}
+    conn.execute(sql.SQL("COMMENT ON TABLE {} IS {}").format(ident, sql.Literal(_DEFERRED + json.dumps(deferred))))
+
+
+def build_deferred_indexes(conn: psycopg.Connection, schema: str, table: str) -> int:
+    """Inside the caller's transaction: build the staging table's deferred constraints and indexes.
+
+    Returns how many were built (0 when none wait). A unique violation (two staged rows with one
+    key) raises psycopg.errors.UniqueViolation naming the key, and the caller's transaction
+    rolls back with nothing built.
+    """
+    name = side_name(schema, table)
+    ident = sql.Identifier(STAGING, name)
+    oid = table_oid(conn, STAGING, name)
+    comment = conn.execute("SELECT obj_description(%s::oid, 'pg_class')", (oid,)).fetchone()[0] if oid else None
+    if not comment or not comment.startswith(_DEFERRED):
+        return 0
+    deferred = json.loads(comment[len(_DEFERRED):])
+    for constraint, definition in deferred["constraints"]:
+        # definitions come from pg_get_constraintdef / pg_get_indexdef of this very table
+        conn.execute(sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} {}").format(
+            ident, sql.Identifier(constraint), sql.SQL(definition)))
+    for definition in deferred["indexes"]:
+        conn.execute(sql.SQL(definition))
+    conn.execute(sql.SQL("COMMENT ON TABLE {} IS {}").format(ident, sql.Literal(MANAGED_COMMENT)))
+    return len(deferred["constraints"]) + len(deferred["indexes"])
 
 
 def drop_staging_table(conn: psycopg.Connection, schema: str, table: str) -> None:
