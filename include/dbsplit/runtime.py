@@ -398,17 +398,50 @@ def _rejects_outcome(rt: ResolvedTable, rejects: int) -> dict[str, Any]:
 
 
 def _checksum_outcome(service: dict[str, Any], rt: ResolvedTable, load_id: int, plan: list[Chunk]) -> dict[str, Any]:
-    """Compare every chunk's source checksum with the staged rows'; locate differing rows of failed chunks."""
+    """Compare every chunk's source checksum with the staged rows'; locate differing rows of failed chunks.
+
+    Both sides print values under the same settings: the target's checksum queries SET LOCAL those
+    the source printed with (a source session's own for pass-through tables; the extract's text
+    settings and the source session's TimeZone for transformed ones). Transformed tables carry the
+    checksums transform_chunk computed (checksums.compare_transformed); custom functions have none."""
     relation = staging.staging_ident(rt.target_schema, rt.target_table)
     exprs = checksums.columns([m.target for m in rt.columns])
+    money = any("money" in m.target_type for m in rt.columns)
+    with copy.source_connection(conn.resolve(service["source_conn_id"])) as src, src.transaction():
+        settings = checksums.session_settings(src, money)
+    if not rt.passthrough:
+        from dbsplit.move.arrow_io import TEXT_SETTINGS
+
+        settings |= {k: v for k, v in TEXT_SETTINGS.items() if k in checksums.TEXT_OUTPUT_SETTINGS}
     with psycopg.connect(conn.resolve(service["target_conn_id"])) as tgt:
         expected = state.source_checksums(tgt, load_id)
-        if not rt.passthrough or any(c is None for _, c in expected.values()):
+        if any(c is None for _, c in expected.values()):
+            why = (f"custom function {rt.custom} returns PostgreSQL input text, not the text the target prints"
+                   if rt.custom else "a chunk was loaded without a source checksum")
             return {"expectation": CHECKSUM, "column": None, "success": True, "observed": None,
-                    "details": "not computed: the transformed path has no source checksum yet (row count still checked)"}
-        actual = checksums.checksums_by_chunk(tgt, relation, exprs, plan, list(rt.source_key))
-        bad = [c for c in plan if [expected[c.index][0], expected[c.index][1]] != actual[c.index].as_list()]
-        located = {c.index: _differing_rows(service, rt, tgt, relation, exprs, c) for c in bad[:3]}
+                    "details": f"not computed: {why} (row count, key and suite checks still apply)"}
+        with tgt.transaction():
+            checksums.set_local(tgt, settings)
+            if not rt.passthrough:
+                rejected: dict[int, set[str]] = {}
+                for index, key in tgt.execute("SELECT chunk_index, source_key FROM _dbsplit.rejects WHERE load_id = %s",
+                                              (load_id,)):
+                    rejected.setdefault(index, set()).add(key)
+                rows_of = _differing_rows(service, rt, tgt, relation, exprs, None)
+                mismatches, how = checksums.compare_transformed(tgt, relation, exprs, rt, plan, expected, rejected, rows_of)
+                located = {m.chunk.index if m.chunk else -1: m.keys for m in mismatches}
+                details = "; ".join(
+                    (f"chunk {m.chunk.label} (key {m.chunk.lo or '-inf'} .. {m.chunk.hi or '+inf'})" if m.chunk
+                     else "staged rows from no source chunk") + f": rows with key {', '.join(m.keys) or '(not located)'} differ"
+                    for m in mismatches)
+                return {"expectation": CHECKSUM, "column": None, "success": not mismatches,
+                        "observed": {"chunks": len(plan), "compared": how,
+                                     "mismatched_chunks": [m.chunk.index for m in mismatches if m.chunk],
+                                     "differing_keys": {str(i): keys for i, keys in located.items()}},
+                        "details": details or f"all {len(plan)} chunk checksums match the transformed source ({how})"}
+            actual = checksums.checksums_by_chunk(tgt, relation, exprs, plan, list(rt.source_key))
+            bad = [c for c in plan if [expected[c.index][0], expected[c.index][1]] != actual[c.index].as_list()]
+            located = {c.index: _differing_rows(service, rt, tgt, relation, exprs, c) for c in bad[:3]}
     details = "; ".join(f"chunk {c.label} (key {c.lo or '-inf'} .. {c.hi or '+inf'}): rows with key "
                         f"{', '.join(located.get(c.index, [])) or '(not located)'} differ" for c in bad)
     return {"expectation": CHECKSUM, "column": None, "success": not bad,
@@ -418,10 +451,25 @@ def _checksum_outcome(service: dict[str, Any], rt: ResolvedTable, load_id: int, 
 
 
 def _differing_rows(service: dict[str, Any], rt: ResolvedTable, tgt: psycopg.Connection,
-                    relation: sql.Composable, exprs: list, chunk: Chunk) -> list[str]:
-    """Keys of the rows of one chunk that differ between the source (now) and staging."""
+                    relation: sql.Composable, exprs: list, chunk: Chunk | None) -> Any:
+    """Keys of the rows of one chunk that differ between the source (now) and staging (pass-through).
+
+    For a transformed table (chunk None): a function giving each chunk's rows as extract and transform
+    make them now, (source key text, target key text, fingerprint), computed once per chunk."""
+    if not rt.passthrough:
+        from dbsplit.move import transform as tx
+
+        plan = _plan(service["plan_path"])
+        namespace, salt, cache = plan.namespace_uuid, mask_salt(plan), {}
+
+        def rows_of(c: Chunk) -> Any:
+            if c.index not in cache:
+                with copy.source_connection(conn.resolve(service["source_conn_id"])) as src, src.transaction():
+                    cache[c.index] = tx.chunk_row_fingerprints(src, rt, chunk_where(c, rt.source_key), namespace, salt)
+            return cache[c.index]
+        return rows_of
     key = list(rt.source_key)
-    if not key:
+    if not key or chunk is None:
         return []
     where = chunk_where(chunk, key)
     with copy.source_connection(conn.resolve(service["source_conn_id"])) as src, src.transaction():
