@@ -125,12 +125,22 @@ def _table_chunks(src: psycopg.Connection, tgt: psycopg.Connection, rt: Resolved
         key_types = [next(c.type_sql for c in info.columns if c.name == k) for k in rt.source_key]
         chunks = [c.as_dict() for c in compute_chunks(src, rt.source_schema, rt.source_table, rt.source_key,
                                                        key_types, rt.chunk_rows, rt.filter)]
-        staging.create_staging_table(tgt, info, rt, defer_indexes=rt.passthrough)
+        staging.create_staging_table(tgt, info, rt, defer_indexes=_keys_can_wait(rt))
         load_id, done = state.start_load(tgt, name, rt.chunk_rows, columns, chunks, run_id), set()
         log.info("%s: new load %d in %d chunk(s)", name, load_id, len(chunks))
-    table = rt.as_dict()
-    return [{**c, "load_id": load_id, "done": c["index"] in done, "table": table,
+    table, method = rt.as_dict(), checksums.method_for(src, tgt)
+    return [{**c, "load_id": load_id, "done": c["index"] in done, "table": table, "checksum_method": method,
              "label": f"{rt.target_table} {c['index'] + 1}/{c['count']}"} for c in chunks]
+
+
+def _keys_can_wait(rt: ResolvedTable) -> bool:
+    """True when the source's own constraints keep the staged rows unique, so that the staging
+    table's keys and indexes can be built once after the load: no custom function, and the target
+    key is the source key, copied or made a uuid_key (other unique constraints survive only on
+    columns copied unchanged). Otherwise a duplicate must be refused row by row at load, as a reject."""
+    key_maps = [m for m in rt.columns if m.target in rt.key]
+    return (rt.custom is None and bool(rt.source_key) and all(m.op in ("copy", "uuid_key") for m in key_maps)
+            and sorted(s for m in key_maps for s in m.source) == sorted(rt.source_key))
 
 
 def extract(service: dict[str, Any], chunk: dict[str, Any], run_id: str) -> dict[str, Any]:
@@ -162,16 +172,19 @@ def extract(service: dict[str, Any], chunk: dict[str, Any], run_id: str) -> dict
         if where is not None:
             query = sql.SQL("{} WHERE {}").format(query, where)
         relation = sql.Identifier(rt.source_schema, rt.source_table)
+        method = chunk.get("checksum_method", checksums.MD5)
+        exprs = checksums.hash_columns(src, relation, cols) if method == checksums.HASH64 else checksums.columns(cols)
         snapshot = copy.export_snapshot(src)
         with ThreadPoolExecutor(1) as pool:
             checksum = pool.submit(copy.in_snapshot, source, snapshot, lambda c: checksums.chunk_checksum(
-                c, relation, checksums.columns(cols), where))
+                c, relation, exprs, where, method))
             result = copy.extract_to_file(src, query, path)
             source_checksum = checksum.result()
     if source_checksum.rows != result.rows:
         raise DataCheckFailed(f"{out['label']}: COPY read {result.rows} rows but the snapshot holds {source_checksum.rows}")
     _log_rate("extracted", out["label"], result)
-    return out | {"skipped": False, "path": str(path), "rows": result.rows, "source_checksum": source_checksum.total}
+    return out | {"skipped": False, "path": str(path), "rows": result.rows,
+                  "source_checksum": checksums.stored(method, source_checksum.total)}
 
 
 def _and(where: sql.Composable | None, filter_sql: str | None) -> sql.Composable | None:
@@ -267,11 +280,12 @@ def validate(service: dict[str, Any], selector: str, run_id: str) -> dict[str, A
         rejects = state.reject_count(tgt, load_id)
     stg_name = staging.side_name(rt.target_schema, rt.target_table)
     index_outcomes = _build_indexes(target, rt)
-    result = validate_table(target, staging.STAGING, stg_name, expected_rows=source_rows - rejects,
-                            key_columns=list(rt.key), not_null_columns=[m.target for m in rt.columns if m.not_null])
-    outcomes = index_outcomes + [o.__dict__ for o in result.outcomes]
-    outcomes += [_checksum_outcome(service, rt, load_id, [Chunk.from_dict(c) for c in chunk_plan]),
-                 _rejects_outcome(rt, rejects)]
+    with ThreadPoolExecutor(1) as pool:   # the checksum scan and GX's queries run side by side
+        checksum = pool.submit(_checksum_outcome, service, rt, load_id, [Chunk.from_dict(c) for c in chunk_plan])
+        result = validate_table(target, staging.STAGING, stg_name, expected_rows=source_rows - rejects,
+                                key_columns=list(rt.key), not_null_columns=[m.target for m in rt.columns if m.not_null])
+        outcomes = index_outcomes + [o.__dict__ for o in result.outcomes]
+        outcomes += [checksum.result(), _rejects_outcome(rt, rejects)]
     outcomes += _reference_outcomes(service, rt, target)
     suite_outcomes, data_docs = _suite_outcomes(service, rt, target, stg_name, run_id)
     outcomes += suite_outcomes
@@ -439,8 +453,7 @@ def _checksum_outcome(service: dict[str, Any], rt: ResolvedTable, load_id: int, 
                                      "mismatched_chunks": [m.chunk.index for m in mismatches if m.chunk],
                                      "differing_keys": {str(i): keys for i, keys in located.items()}},
                         "details": details or f"all {len(plan)} chunk checksums match the transformed source ({how})"}
-            actual = checksums.checksums_by_chunk(tgt, relation, exprs, plan, list(rt.source_key))
-            bad = [c for c in plan if [expected[c.index][0], expected[c.index][1]] != actual[c.index].as_list()]
+            bad = _passthrough_mismatches(tgt, rt, relation, plan, expected)
             located = {c.index: _differing_rows(service, rt, tgt, relation, exprs, c) for c in bad[:3]}
     details = "; ".join(f"chunk {c.label} (key {c.lo or '-inf'} .. {c.hi or '+inf'}): rows with key "
                         f"{', '.join(located.get(c.index, [])) or '(not located)'} differ" for c in bad)
@@ -448,6 +461,27 @@ def _checksum_outcome(service: dict[str, Any], rt: ResolvedTable, load_id: int, 
             "observed": {"chunks": len(plan), "mismatched_chunks": [c.index for c in bad],
                          "differing_keys": {str(i): keys for i, keys in located.items()}},
             "details": details or f"all {len(plan)} chunk checksums match the source"}
+
+
+def _passthrough_mismatches(tgt: psycopg.Connection, rt: ResolvedTable, relation: sql.Composable,
+                            plan: list[Chunk], expected: dict[int, tuple[int, str]]) -> list[Chunk]:
+    """The chunks of a pass-through table whose staged rows differ from the source's checksum, each
+    compared by the method its extract used (chunks of a resumed load may differ)."""
+    cols = [m.target for m in rt.columns]
+    by_method: dict[str, list[Chunk]] = {}
+    for c in plan:
+        by_method.setdefault(checksums.parse_stored(expected[c.index][1])[0], []).append(c)
+    bad: list[Chunk] = []
+    for method, chunks in by_method.items():
+        exprs = checksums.hash_columns(tgt, relation, cols) if method == checksums.HASH64 else checksums.columns(cols)
+        if len(by_method) == 1:
+            actual = checksums.checksums_by_chunk(tgt, relation, exprs, chunks, list(rt.source_key), method)
+        else:
+            actual = {c.index: checksums.chunk_checksum(tgt, relation, exprs, chunk_where(c, rt.source_key), method)
+                      for c in chunks}
+        bad += [c for c in chunks if [expected[c.index][0], checksums.parse_stored(expected[c.index][1])[1]]
+                != actual[c.index].as_list()]
+    return sorted(bad, key=lambda c: c.index)
 
 
 def _differing_rows(service: dict[str, Any], rt: ResolvedTable, tgt: psycopg.Connection,
