@@ -494,12 +494,15 @@ def _differing_rows(service: dict[str, Any], rt: ResolvedTable, tgt: psycopg.Con
         from dbsplit.move import transform as tx
 
         plan = _plan(service["plan_path"])
-        namespace, salt, cache = plan.namespace_uuid, mask_salt(plan), {}
+        cache: dict[Any, Any] = {}
 
         def rows_of(c: Chunk) -> Any:
+            if "salt" not in cache:   # read only when a chunk must be re-transformed
+                cache["salt"] = mask_salt(plan)
             if c.index not in cache:
                 with copy.source_connection(conn.resolve(service["source_conn_id"])) as src, src.transaction():
-                    cache[c.index] = tx.chunk_row_fingerprints(src, rt, chunk_where(c, rt.source_key), namespace, salt)
+                    cache[c.index] = tx.chunk_row_fingerprints(src, rt, chunk_where(c, rt.source_key),
+                                                               plan.namespace_uuid, cache["salt"])
             return cache[c.index]
         return rows_of
     key = list(rt.source_key)
