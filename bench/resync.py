@@ -6,8 +6,13 @@ Source table `events` (1M rows by default, 10 columns, about 200 bytes a row): b
 text, text, numeric(12,2), jsonb, boolean, nullable text, timestamptz and the watermark updated_at
 (timestamptz, indexed: an incremental sync reads it by range).
 
-1. full load: raw binary COPY of the whole table from the source into the target table (with its
-   primary key), one stream: the floor of what a full reload costs;
+1. full loads, each timed twice: raw binary COPY of the whole table from the source into the target
+   table (with its primary key), one stream: the floor of what a full reload costs; and dbsplit's own
+   pass-through load, what rerunning the service DAG's load would cost (key-range chunks on 2 threads,
+   each a binary COPY to a staging file while a second session checksums the chunk on the same
+   snapshot, then the file into the staging table; deferred key and index built; promoted into place;
+   the target-side validation a DAG run adds is NOT included, so this ratio is conservative). The
+   resync target is the table of the last load;
 2. install_change_tracking, then the first resync, which builds the key table (once per promotion);
 3. `--repeat` times: change `--changes` of the rows in the source (updates with a new updated_at, plus
    a few inserts and deletes, 1% of the rows in all by default), time resync_table, and check that the
@@ -16,7 +21,7 @@ text, text, numeric(12,2), jsonb, boolean, nullable text, timestamptz and the wa
    overlap would make each round re-read the whole round run seconds before it;
 4. a resync with no source change (writes nothing).
 
-Prints every time, the best and median resync, and resync / full load. With --transformed the same
+Prints every time, the best and median resync, and resync / full load for each full load. With --transformed the same
 is run for a copy of the table whose key becomes a uuid_key UUID, one column renamed and one cast
 (the transformed path and a mapped key table). Server: $DBSPLIT_BENCH_PG_URL, else $DBSPLIT_PG_URL,
 else an embedded PostgreSQL 18 in a temporary directory.
@@ -31,6 +36,7 @@ import sys
 import tempfile
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
 
@@ -131,6 +137,60 @@ def full_load_raw(src: str, dst: str) -> float:
         d.commit()
         s.rollback()
         return time.perf_counter() - t0
+
+
+def full_load_dbsplit(src: str, dst: str, chunk_rows: int = 100_000, workers: int = 2) -> float:
+    """dbsplit's pass-through load of the table (see the module docstring), promoted as public.events."""
+    from dbsplit import catalog, staging
+    from dbsplit.move import copy
+    from dbsplit.move.chunks import chunk_where, plan_chunks
+    from dbsplit.validate import checksums
+
+    table = passthrough_table()
+    cols = [n for n, _, _ in COLUMNS]
+    relation = sql.Identifier("public", "events")
+    staged = staging.side_name("public", "events")
+
+    def chunk(args) -> int:
+        c, tmp = args
+        where = chunk_where(c, ["id"])
+        query = copy.select_sql("public", "events", cols)
+        query = sql.SQL("{} WHERE {}").format(query, where) if where is not None else query
+        path = Path(tmp) / f"chunk-{c.index:05d}.pgcopy"
+        with copy.source_connection(src) as s, s.transaction():
+            method = checksums.method_for(s)
+            exprs = checksums.hash_columns(s, relation, cols) if method == checksums.HASH64 else checksums.columns(cols)
+            snapshot = copy.export_snapshot(s)
+            with ThreadPoolExecutor(1) as pool:
+                fut = pool.submit(copy.in_snapshot, src, snapshot, lambda conn: checksums.chunk_checksum(
+                    conn, relation, exprs, where, method))
+                copy.extract_to_file(s, query, path)
+                fut.result()
+        with psycopg.connect(dst) as d, d.transaction():
+            rows = copy.load_from_file(d, staging.STAGING, staged, cols, path).rows
+        path.unlink()
+        return rows
+
+    with psycopg.connect(dst, autocommit=True) as d:
+        d.execute("DROP TABLE IF EXISTS events CASCADE")
+        d.execute(sql.SQL("DROP TABLE IF EXISTS {} CASCADE").format(sql.Identifier(staging.PREVIOUS, staged)))
+    t0 = time.perf_counter()
+    with copy.source_connection(src) as s, s.transaction():
+        chunks = plan_chunks(s, "public", "events", ["id"], ["bigint"], chunk_rows)
+        info = catalog.read_table(s, "public", "events")
+    with psycopg.connect(dst) as d, d.transaction():
+        staging.create_staging_table(d, info, table, defer_indexes=True)
+    with tempfile.TemporaryDirectory() as tmp, ThreadPoolExecutor(workers) as pool:
+        rows = sum(pool.map(chunk, [(c, tmp) for c in chunks]))
+    with psycopg.connect(dst) as d, d.transaction():
+        staging.build_deferred_indexes(d, "public", "events")
+        staging.promote(d, "public", "events")
+    seconds = time.perf_counter() - t0
+    with psycopg.connect(dst, autocommit=True) as d:
+        count = d.execute("SELECT count(*) FROM events").fetchone()[0]
+    if count != rows:
+        sys.exit(f"dbsplit full load: {rows} rows loaded, {count} in the table")
+    return seconds
 
 
 def full_load_transformed(src: str, dst: str, chunk: int = 100_000) -> float:
@@ -248,7 +308,8 @@ def main() -> None:
             src, dst = prepare(server, args.rows)
             with psycopg.connect(server) as c:
                 print(f"server: {c.info.parameter_status('server_version')}; {args.rows:,} rows", flush=True)
-            run("pass-through", src, dst, passthrough_table(), [("raw binary COPY", full_load_raw)], args.rows,
+            run("pass-through", src, dst, passthrough_table(),
+                [("raw binary COPY", full_load_raw), ("dbsplit pass-through load", full_load_dbsplit)], args.rows,
                 args.changes, args.repeat, True)
             if args.transformed:
                 run("uuid_key, transformed", src, dst, transformed_table(),

@@ -39,6 +39,7 @@ import logging
 import tempfile
 import time
 import uuid
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -185,7 +186,8 @@ def resync_table(source_conninfo: str, target_conninfo: str, table: ResolvedTabl
                     "the table is promoted, then resync.")
             with src.transaction():
                 run = _Run(src, tgt, table, st, namespace, salt, on_conflict, overlap, run_id, Path(tmp), start)
-                return run.execute()
+                with ThreadPoolExecutor(1) as pool:   # leaving it waits for the source session (snapshot import)
+                    return run.execute(source_conninfo, pool)
         finally:
             if tgt.info.transaction_status == psycopg.pq.TransactionStatus.IDLE:
                 tgt.execute("SELECT pg_advisory_unlock(%s)", (_lock_key(oid),))
@@ -222,6 +224,7 @@ class _Run:
         self.steps: dict[str, float] = {}
         self._t = time.perf_counter()
         self._rebuild = False
+        self._source_root: Future | None = None
 
     def _step(self, label: str) -> None:
         now = time.perf_counter()
@@ -368,18 +371,44 @@ class _Run:
         cols = sql.SQL(", ").join(_ident(s))
         target_rel = sql.SQL("(SELECT {c}, h FROM {k} UNION ALL SELECT {c}, h FROM pg_temp.{n}) AS keyset").format(
             c=cols, k=self.ktab, n=sql.Identifier(NEWKEYS))
-        source = resync_diff.KeySide(
-            self.src, sql.Identifier(self.table.source_schema, self.table.source_table), self.spec.source_cols,
-            self.spec.source_types, self.hash_sql, sql.SQL(self.table.filter) if self.table.filter else None)
+        source = self._source_side(self.src)
         target = resync_diff.KeySide(self.tgt, target_rel, tuple(s), self.spec.source_types, sql.Identifier("h"))
         bounds = [tuple(b) for b in self.st.root_bounds] if self.st.root_bounds is not None else None
         target_root = self._target_root(target, bounds) if bounds is not None else None
+        source_root = None
+        if self._source_root is not None:
+            future = self._source_root
+            source_root = future.result
         with arrow_io.text_settings(self.src, {"TimeZone": "UTC"}):
-            return resync_diff.diff_keys(source, target, bounds, target_root)
+            return resync_diff.diff_keys(source, target, bounds, target_root, source_root)
+
+    def _source_side(self, conn: psycopg.Connection) -> resync_diff.KeySide:
+        return resync_diff.KeySide(
+            conn, sql.Identifier(self.table.source_schema, self.table.source_table), self.spec.source_cols,
+            self.spec.source_types, self.hash_sql, sql.SQL(self.table.filter) if self.table.filter else None)
+
+    def _start_source_root(self, source_conninfo: str, pool: ThreadPoolExecutor) -> None:
+        """Start the source's level-0 summaries (one pass over every source key: the largest single cost of
+        an incremental run) in a second session on this run's snapshot, so that it runs while this
+        session reads the changed rows and the target prepares its side."""
+        bounds = [tuple(b) for b in self.st.root_bounds]
+        groups = resync_diff.root_groups(bounds)
+        snapshot = copy.export_snapshot(self.src)
+
+        def work(conn: psycopg.Connection) -> list[tuple[int, str]]:
+            conn.execute("SELECT set_config('jit', 'off', true)")
+            with arrow_io.text_settings(conn, {"TimeZone": "UTC"}):
+                return resync_diff.summaries(self._source_side(conn), groups)
+
+        self._source_root = pool.submit(copy.in_snapshot, source_conninfo, snapshot, work)
+
+    def _sums_kept(self) -> bool:
+        return resync_state.table_oid(self.tgt, resync_state.SCHEMA,
+                                      resync_state.sums_table_name(self.st.key_table)) is not None
 
     def _target_root(self, target: resync_diff.KeySide, bounds: list[tuple[str, ...]]) -> list[tuple[int, str]] | None:
         """The target's level-0 summaries from the kept bucket sums plus this run's new keys."""
-        if resync_state.table_oid(self.tgt, resync_state.SCHEMA, resync_state.sums_table_name(self.st.key_table)) is None:
+        if not self._sums_kept():
             return None
         rows = self.tgt.execute(sql.SQL(
             "SELECT b, sum(n)::bigint, sum(h)::text FROM (SELECT b, n, h FROM {sums} UNION ALL"
@@ -453,28 +482,44 @@ class _Run:
                     rel=self.rel, a=self._all_keys(), on=_eq(self.tkey, "d", self.kcols, "a"), ns=not_staged)).rowcount
         return n
 
+    def _same_types(self, cols: Sequence[str]) -> bool:
+        """True when the staging table's columns have exactly the target table's types, so that rows can
+        be compared by their binary images (record *=) instead of their text."""
+        q = ("SELECT a.attname, a.atttypid::bigint FROM pg_attribute a WHERE a.attrelid = %s::regclass"
+             " AND a.attnum > 0 AND NOT a.attisdropped")
+        stage = dict(self.tgt.execute(q, (sql.Identifier("pg_temp", STAGE).as_string(self.tgt),)).fetchall())
+        live = dict(self.tgt.execute(q, (self.rel.as_string(self.tgt),)).fetchall())
+        return all(c in live and live[c] == stage.get(c) for c in cols)
+
     def _upsert(self) -> tuple[int, int]:
-        """Staged rows into the target; a row whose text equals the staged row's is not rewritten."""
+        """Staged rows into the target: an UPDATE of the rows that differ, then an INSERT of the new keys.
+
+        A row equal to the staged one is neither rewritten nor locked. Rows are compared by their binary
+        images (record *=, as REFRESH MATERIALIZED VIEW CONCURRENTLY does: cheaper than their text and at
+        least as strict) when the staging table has the target's column types, else by their text. The
+        table lock keeps other writers out between the two statements."""
         cols = [cm.target for cm in self.table.columns]
         key = list(self.table.key)
         other = [c for c in cols if c not in key]
+        on = _eq(key, "d", key, "s")
+        updated = 0
         if other:
-            action = sql.SQL("DO UPDATE SET {}").format(
-                sql.SQL(", ").join(sql.SQL("{} = EXCLUDED.{}").format(sql.Identifier(c), sql.Identifier(c)) for c in other))
-        else:
-            action = sql.SQL("DO NOTHING")
-        # rows equal to the target's are left out before the INSERT: ON CONFLICT DO UPDATE ... WHERE would
-        # still lock (write) every such row; the table lock keeps other writers out meanwhile
-        q = sql.SQL(
-            "WITH up AS (INSERT INTO {rel} AS d ({cols}) SELECT {scols} FROM pg_temp.{stage} s WHERE NOT EXISTS"
-            " (SELECT 1 FROM {rel} t WHERE {on} AND ROW({tcols})::text = ROW({scols})::text) ORDER BY {skey}"
-            " ON CONFLICT ({key}) {action} RETURNING (xmax = 0) AS ins)"
-            " SELECT count(*) FILTER (WHERE ins), count(*) FILTER (WHERE NOT ins) FROM up").format(
+            # CAST: two bare ROW constructors would be compared column by column with the operator
+            drow = sql.SQL("CAST(ROW({}) AS record)").format(sql.SQL(", ").join(_ident(cols, "d")))
+            srow = sql.SQL("CAST(ROW({}) AS record)").format(sql.SQL(", ").join(_ident(cols, "s")))
+            differs = (sql.SQL("NOT ({} OPERATOR(pg_catalog.*=) {})").format(drow, srow) if self._same_types(cols) else
+                       sql.SQL("{}::text IS DISTINCT FROM {}::text").format(drow, srow))
+            updated = self.tgt.execute(sql.SQL(
+                "UPDATE {rel} AS d SET {sets} FROM pg_temp.{stage} s WHERE {on} AND {differs}").format(
+                rel=self.rel, sets=sql.SQL(", ").join(sql.SQL("{} = {}").format(sql.Identifier(c), sql.Identifier("s", c))
+                                                      for c in other),
+                stage=sql.Identifier(STAGE), on=on, differs=differs)).rowcount
+        inserted = self.tgt.execute(sql.SQL(
+            "INSERT INTO {rel} ({cols}) SELECT {scols} FROM pg_temp.{stage} s WHERE NOT EXISTS"
+            " (SELECT 1 FROM {rel} d WHERE {on}) ORDER BY {skey}").format(
             rel=self.rel, cols=sql.SQL(", ").join(_ident(cols)), scols=sql.SQL(", ").join(_ident(cols, "s")),
-            tcols=sql.SQL(", ").join(_ident(cols, "t")), stage=sql.Identifier(STAGE), on=_eq(key, "t", key, "s"),
-            skey=sql.SQL(", ").join(_ident(key, "s")), key=sql.SQL(", ").join(_ident(key)), action=action)
-        ins, upd = self.tgt.execute(q).fetchone()
-        return ins, upd
+            stage=sql.Identifier(STAGE), on=on, skey=sql.SQL(", ").join(_ident(key, "s")))).rowcount
+        return inserted, updated
 
     def _maintain_keys(self, gone: list[tuple[str, ...]]) -> None:
         """Key table = the source keys the target now holds (rebuilt, or updated by this run's changes)."""
@@ -547,8 +592,12 @@ class _Run:
 
     # -- the run -------------------------------------------------------------------------------
 
-    def execute(self) -> ResyncResult:
+    def execute(self, source_conninfo: str, pool: ThreadPoolExecutor) -> ResyncResult:
         table = self.table
+        truncated = self._truncated()
+        self._rebuild = not self.st.keys_ready or truncated or self.st.key_hash != self.hash_id
+        if not self._rebuild and self.st.root_bounds is not None and self._sums_kept():
+            self._start_source_root(source_conninfo, pool)
         self.fetch.create_stage()
         window, before, after = self._window()
         if table.watermark and before is None:
@@ -557,8 +606,6 @@ class _Run:
         self._analyze_stage()
         self._step("read changed rows")
 
-        truncated = self._truncated()
-        self._rebuild = not self.st.keys_ready or truncated or self.st.key_hash != self.hash_id
         gone: list[tuple[str, ...]] = []
         stale = False
         if self._rebuild:
