@@ -395,9 +395,19 @@ class _Run:
         groups = resync_diff.root_groups(bounds)
         snapshot = copy.export_snapshot(self.src)
 
+        by_range = len(self.spec.source_cols) == 1 and self.src.execute(
+            "SELECT EXISTS (SELECT 1 FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid"
+            " JOIN pg_am am ON am.oid = c.relam AND am.amname = 'btree' JOIN pg_attribute a ON a.attrelid = i.indrelid"
+            " AND a.attnum = i.indkey[0] WHERE i.indrelid = %s::regclass AND a.attname = %s AND i.indpred IS NULL"
+            " AND i.indexprs IS NULL)",
+            (sql.Identifier(self.table.source_schema, self.table.source_table).as_string(self.src),
+             self.spec.source_cols[0])).fetchone()[0]
+
         def work(conn: psycopg.Connection) -> list[tuple[int, str]]:
             conn.execute("SELECT set_config('jit', 'off', true)")
             with arrow_io.text_settings(conn, {"TimeZone": "UTC"}):
+                if by_range:   # one index range scan per bucket
+                    return resync_diff.root_summaries_by_range(self._source_side(conn), bounds)
                 return resync_diff.summaries(self._source_side(conn), groups)
 
         self._source_root = pool.submit(copy.in_snapshot, source_conninfo, snapshot, work)

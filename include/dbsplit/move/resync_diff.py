@@ -178,6 +178,35 @@ def summaries(side: KeySide, groups: Sequence[tuple[Range, list[Range]]]) -> lis
     return out
 
 
+def root_summaries_by_range(side: KeySide, bounds: Sequence[Key]) -> list[tuple[int, str]]:
+    """summaries(side, root_groups(bounds)) for a one-column key with a btree index: one index range
+    scan per bucket (a LATERAL join over the bounds) instead of a scan of every key grouped by
+    width_bucket, which spends more on its hash table than on reading the keys."""
+    if len(side.cols) != 1 or not bounds or side.types[0].endswith("]"):
+        return summaries(side, root_groups(bounds))
+    col, ty = sql.Identifier(side.cols[0]), sql.SQL(side.types[0])
+    texts = [b[0] for b in bounds]
+
+    def cond(c: sql.Composable) -> sql.Composable:
+        return c if side.where is None else sql.SQL("({}) AND ({})").format(side.where, c)
+
+    def bound(t: str) -> sql.Composable:
+        return sql.SQL("CAST({} AS {})").format(sql.Literal(t), ty)
+
+    agg = sql.SQL("count(*) AS n, coalesce(sum({}), 0)::text AS h").format(side.fp)
+    parts = [sql.SQL("SELECT 0, {} FROM {} WHERE {}").format(agg, side.relation, cond(sql.SQL("{} < {}").format(col, bound(texts[0]))))]
+    if len(texts) > 1:
+        parts.append(sql.SQL(
+            "SELECT r.i::int, x.n, x.h FROM unnest(CAST({lo} AS {ty}[]), CAST({hi} AS {ty}[])) WITH ORDINALITY AS r(lo, hi, i)"
+            " CROSS JOIN LATERAL (SELECT {agg} FROM {rel} WHERE {c}) AS x").format(
+            lo=sql.Literal(array_literal(texts[:-1])), hi=sql.Literal(array_literal(texts[1:])), ty=ty, agg=agg,
+            rel=side.relation, c=cond(sql.SQL("{} >= r.lo AND {} < r.hi").format(col, col))))
+    parts.append(sql.SQL("SELECT {}, {} FROM {} WHERE {}").format(
+        sql.Literal(len(texts)), agg, side.relation, cond(sql.SQL("{} >= {}").format(col, bound(texts[-1])))))
+    found = {b: (n, h) for b, n, h in side.conn.execute(sql.SQL(" UNION ALL ").join(parts))}
+    return [found.get(i, (0, "0")) for i in range(len(texts) + 1)]
+
+
 def quantiles(side: KeySide, ranges: Sequence[Range], steps: Sequence[int]) -> list[list[Key]]:
     """For each range (disjoint, in key order), the keys of this side at positions step+1, 2*step+1, ...
     in key order: bounds that cut the range into buckets of `step` keys of this side."""
