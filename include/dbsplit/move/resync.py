@@ -378,7 +378,14 @@ class _Run:
         source_root = None
         if self._source_root is not None:
             future = self._source_root
-            source_root = future.result
+
+            def source_root() -> list[tuple[int, str]]:
+                try:
+                    return future.result()
+                except psycopg.OperationalError as e:   # no second session (connection limit, ...): this one
+                    log.warning("%s: level-0 key summaries in a second source session failed (%s); "
+                                "computing them in the main session", self.name, e)
+                    return resync_diff.summaries(source, resync_diff.root_groups(bounds))
         with arrow_io.text_settings(self.src, {"TimeZone": "UTC"}):
             return resync_diff.diff_keys(source, target, bounds, target_root, source_root)
 
