@@ -489,6 +489,7 @@ def transform_chunk(src_path: Any, dst_path: Any, table: ResolvedTable, namespac
     if meta.get("kind") != "extract":
         raise TransformError(f"{src_path} is not an extract staging file (kind={meta.get('kind')!r})")
     t = _transform(data, meta, table, namespace, salt)
+    t.texts = None   # free the texts made for the fingerprints (uuid texts: 36 bytes a value) before sorting
     result = t.result.append_column(KEY_COLUMN, t.keys.cast(pa.string()))
     checksum = None
     if t.fps is not None:
