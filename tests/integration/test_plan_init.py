@@ -100,3 +100,14 @@ def test_empty_source_is_an_error(make_db: Callable[[str], str]) -> None:
                                         ("名前", "service"), ("2024_archive", "s_2024_archive"), ("schema", "schema")])
 def test_service_slugs(name: str, slug: str) -> None:
     assert service_slug(name) == slug
+
+
+def test_cli_on_an_empty_source_says_why_without_a_traceback(make_db: Callable[[str], str], tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    from dbsplit.cli import main
+
+    out = tmp_path / "plan.yaml"
+    assert main(["plan", "init", "--source", make_db("initsrc"), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "has no tables" in err and "Traceback" not in err
+    assert not out.exists()
