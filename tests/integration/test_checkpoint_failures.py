@@ -85,7 +85,11 @@ def test_duplicate_keys_are_rejected_and_fail_the_checkpoint(world) -> None:
                                 "dbsplit_rejected_rows_within_limit failed", "at most 0 allowed")
     with psycopg.connect(dbs["jobboard_users"]) as conn:
         reasons = [r[0] for r in conn.execute("SELECT DISTINCT reason FROM _dbsplit.rejects")]
+        [ev] = [e for e in runtime.state.latest_evidence(conn) if e.run_id == "r1"]
     assert any("duplicate key" in r for r in reasons), reasons
+    # a custom function returns input text, not the target's output text: no content checksum, said so
+    [check] = [c for c in ev.checks if c["expectation"] == runtime.CHECKSUM]
+    assert check["success"] and check["details"].startswith("not computed: custom function"), check
 
 
 def test_user_suite_expectation_failure_names_expectation_and_observed_value(world) -> None:
