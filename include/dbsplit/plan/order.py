@@ -55,6 +55,14 @@ def levels(nodes: list[str], edges: Iterable[Edge]) -> list[list[str]]:
     return result
 
 
+def levels_breaking_cycles(nodes: list[str], edges: Iterable[Edge]) -> list[list[str]]:
+    """Topological levels like levels(), for callers that can live with cycles (e.g. deferred foreign
+    keys): one edge of each cycle found is ignored instead of raising."""
+    edges = list(edges)
+    cut = {(cycle[0], cycle[1]) for cycle in find_cycles(nodes, edges)}
+    return levels(nodes, [e for e in edges if e not in cut])
+
+
 def find_cycles(nodes: list[str], edges: Iterable[Edge]) -> list[list[str]]:
     """Cycles as `a -> b -> a` node lists (a depends on b); one per independent cycle found."""
     remaining = [e for e in dict.fromkeys(edges) if e[0] != e[1]]
