@@ -142,10 +142,14 @@ def check_managed(conn: psycopg.Connection, schema: str, table: str) -> None:
 
 
 def add_foreign_keys(conn: psycopg.Connection, schema: str, table: str, fks: Sequence[dict]) -> None:
-    """Recreate the foreign keys that stay inside a service ({"columns", "ref_table", "ref_columns", "on_delete"})."""
+    """Recreate the foreign keys that stay inside a service ({"columns", "ref_table", "ref_columns", "on_delete"}).
+
+    DEFERRABLE INITIALLY IMMEDIATE: checked per statement for everyone, but the resync (move/resync.py)
+    defers them to the commit of its one merge transaction over the service's tables."""
     for fk in fks:
         ref_schema, ref_table = fk["ref_table"].split(".", 1)
-        conn.execute(sql.SQL("ALTER TABLE {} ADD FOREIGN KEY ({}) REFERENCES {} ({}) ON DELETE {}").format(
+        conn.execute(sql.SQL("ALTER TABLE {} ADD FOREIGN KEY ({}) REFERENCES {} ({}) ON DELETE {}"
+                             " DEFERRABLE INITIALLY IMMEDIATE").format(
             sql.Identifier(schema, table), sql.SQL(", ").join(map(sql.Identifier, fk["columns"])),
             sql.Identifier(ref_schema, ref_table), sql.SQL(", ").join(map(sql.Identifier, fk["ref_columns"])),
             sql.SQL(_ON_DELETE[fk.get("on_delete", "NO ACTION")])))

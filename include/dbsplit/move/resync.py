@@ -28,6 +28,12 @@ One resync, in one read-only REPEATABLE READ snapshot of the source:
    not rewritten: a resync without source changes writes nothing), update the key table, consume
    the change log, record the sync state.
 
+Several tables of one target database (a service's) are resynced together by resync_service, all in one
+source snapshot: steps 1-2 of each table, then steps 3-4 of all in one merge transaction (every table's
+conflicts before any change, children's deletes before their parents', parents' upserts before their
+children's; the foreign keys between the tables are deferred to the commit). resync_table is
+resync_service for one table.
+
 Tables whose key is a computed UUID (uuid_key) are compared in the SOURCE key space: the key table
 keeps each source key with its target UUID (made by the transform path's own functions), so ranges
 of source keys can be fingerprinted on the target side and deletions map to target rows.
@@ -50,8 +56,8 @@ from psycopg import sql
 
 from dbsplit.errors import DataCheckFailed, DbsplitError
 from dbsplit.move import arrow_io, copy, resync_diff, resync_state
-from dbsplit.move.resync_fetch import (ALLKEYS, ALLMAP, KEYHASH, KEYSTAGE, STAGE, Fetcher, KeySpec, key_spec,
-                                      source_column_types)
+from dbsplit.move.resync_fetch import (ALLKEYS, ALLMAP, KEYHASH, KEYHASH_LATE, KEYSTAGE, STAGE, Fetcher, KeySpec,
+                                      key_spec, source_column_types)
 from dbsplit.move.resync_state import ChangeTrackingMissing
 from dbsplit.resolved import ResolvedTable
 
@@ -67,7 +73,7 @@ _INT_TYPES = ("smallint", "integer", "bigint")
 # key texts and fingerprints are made under these settings on both sides (timestamptz text depends on TimeZone)
 KEY_SETTINGS = {**arrow_io.TEXT_SETTINGS, "TimeZone": "UTC"}
 
-__all__ = ["ResyncResult", "resync_table", "install_change_tracking", "ChangeTrackingMissing"]
+__all__ = ["ResyncResult", "resync_table", "resync_service", "install_change_tracking", "ChangeTrackingMissing"]
 
 
 @dataclass(frozen=True)
@@ -162,35 +168,149 @@ def resync_table(source_conninfo: str, target_conninfo: str, table: ResolvedTabl
                  salt: bytes | None, on_conflict: str = "source_wins", overlap: timedelta = timedelta(minutes=5),
                  run_id: str) -> ResyncResult:
     """Bring one target table up to date with the source (see the module docstring)."""
+    [result] = resync_service(source_conninfo, target_conninfo, [table], namespace=namespace, salt=salt,
+                              on_conflict=on_conflict, overlap=overlap, run_id=run_id).values()
+    return result
+
+
+def resync_service(source_conninfo: str, target_conninfo: str, tables: Sequence[ResolvedTable], *,
+                   namespace: uuid.UUID, salt: bytes | None, on_conflict: str = "source_wins",
+                   overlap: timedelta = timedelta(minutes=5), run_id: str) -> dict[str, ResyncResult]:
+    """Bring several target tables of one database (a service's) up to date with the source together:
+    one source snapshot for all, one target merge transaction for all, so that the foreign keys between
+    them hold. Returns each table's result by target name, in merge order.
+
+    Each table is read and diffed on its own (steps 1-2, outside the merge transaction; its temp tables
+    are then set aside under a per-table name). The merge transaction locks every table, checks every
+    table's conflicts and rejects before anything is changed, then deletes children before parents and
+    upserts parents before children (the foreign keys between the tables, as topological order). The
+    foreign keys between the tables are made DEFERRABLE (INITIALLY IMMEDIATE, so other writers see no
+    difference) and deferred for the merge: they are checked at its commit, whatever the order, cycles
+    and self-references included. ON DELETE actions (CASCADE, SET NULL, ...) and RESTRICT act at once;
+    the order makes plain parent/child deletes pass RESTRICT."""
     if on_conflict not in ON_CONFLICT:
         raise ValueError(f"on_conflict must be one of {ON_CONFLICT}, not {on_conflict!r}")
     start = time.perf_counter()
-    name = _name(table)
+    by_name = {_name(t): t for t in tables}
+    if len(by_name) != len(tables):
+        raise ValueError("resync_service: a target table is listed twice")
     with psycopg.connect(target_conninfo, autocommit=True, application_name="dbsplit-resync") as tgt, \
             copy.source_connection(source_conninfo) as src, \
             tempfile.TemporaryDirectory(prefix="dbsplit-resync-") as tmp:
         _target_session(tgt)
         resync_state.ensure_schema(tgt)
-        oid = resync_state.table_oid(tgt, table.target_schema, table.target_table)
-        if oid is None:
-            raise DbsplitError(f"target table {name} does not exist")
-        tgt.execute("SELECT pg_advisory_lock(%s)", (_lock_key(oid),))
+        oids: dict[str, int] = {}
+        for name in by_name:
+            schema, rel = name.split(".", 1)
+            oid = resync_state.table_oid(tgt, schema, rel)
+            if oid is None:
+                raise DbsplitError(f"target table {name} does not exist")
+            oids[name] = oid
+        locked: list[int] = []
         try:
-            st = resync_state.load(tgt, name)
-            if st is None or st.table_oid != oid or not resync_state.triggers_present(tgt, oid):
-                why = ("it was never installed" if st is None else
-                       "the table was replaced since (a new full load was promoted)" if st.table_oid != oid else
-                       "its triggers are missing or disabled")
-                raise ChangeTrackingMissing(
-                    f"{name}: no change tracking ({why}). Fix: call install_change_tracking(target, table) after "
-                    "the table is promoted, then resync.")
+            for oid in sorted(oids.values()):   # one order for every caller: no deadlock between resyncs
+                tgt.execute("SELECT pg_advisory_lock(%s)", (_lock_key(oid),))
+                locked.append(oid)
+            states = {name: _tracked_state(tgt, name, oids[name]) for name in by_name}
+            fks = _deferrable_foreign_keys(tgt, list(oids.values()))
+            order = _merge_order(tables)
             with src.transaction():
-                run = _Run(src, tgt, table, st, namespace, salt, on_conflict, overlap, run_id, Path(tmp), start)
+                runs = []
+                for i, name in enumerate(order):
+                    (Path(tmp) / str(i)).mkdir()
+                    runs.append(_Run(src, tgt, by_name[name], states[name], namespace, salt, on_conflict, overlap,
+                                     run_id, Path(tmp) / str(i), start))
                 with ThreadPoolExecutor(1) as pool:   # leaving it waits for the source session (snapshot import)
-                    return run.execute(source_conninfo, pool)
+                    for i, run in enumerate(runs):
+                        run.prepare(source_conninfo, pool)
+                        _park(tgt, i)
+                _merge(tgt, runs, fks)
+            return {run.name: run.finish() for run in runs}
         finally:
             if tgt.info.transaction_status == psycopg.pq.TransactionStatus.IDLE:
-                tgt.execute("SELECT pg_advisory_unlock(%s)", (_lock_key(oid),))
+                for oid in reversed(locked):
+                    tgt.execute("SELECT pg_advisory_unlock(%s)", (_lock_key(oid),))
+
+
+def _tracked_state(tgt: psycopg.Connection, name: str, oid: int) -> resync_state.SyncState:
+    st = resync_state.load(tgt, name)
+    if st is None or st.table_oid != oid or not resync_state.triggers_present(tgt, oid):
+        why = ("it was never installed" if st is None else
+               "the table was replaced since (a new full load was promoted)" if st.table_oid != oid else
+               "its triggers are missing or disabled")
+        raise ChangeTrackingMissing(
+            f"{name}: no change tracking ({why}). Fix: call install_change_tracking(target, table) after "
+            "the table is promoted, then resync.")
+    return st
+
+
+def _merge_order(tables: Sequence[ResolvedTable]) -> list[str]:
+    """Target names, every table after the tables it references by a kept foreign key (cycles broken
+    anywhere: the deferred keys are checked at commit anyway)."""
+    from dbsplit.plan.order import levels_breaking_cycles
+
+    names = [_name(t) for t in tables]
+    edges = [(_name(t), fk["ref_table"]) for t in tables for fk in t.foreign_keys if fk["ref_table"] in names]
+    return [n for level in levels_breaking_cycles(names, edges) for n in level]
+
+
+def _deferrable_foreign_keys(tgt: psycopg.Connection, oids: list[int]) -> list[sql.Composable]:
+    """The foreign keys between these tables, made DEFERRABLE INITIALLY IMMEDIATE where they are not yet
+    (targets promoted before keys were created so), as names for SET CONSTRAINTS."""
+    rows = tgt.execute(
+        "SELECT n.nspname, r.relname, c.conname, c.condeferrable FROM pg_constraint c"
+        " JOIN pg_class r ON r.oid = c.conrelid JOIN pg_namespace n ON n.oid = c.connamespace"
+        " WHERE c.contype = 'f' AND c.conrelid = ANY(%s) AND c.confrelid = ANY(%s) ORDER BY 1, 2, 3",
+        (oids, oids)).fetchall()
+    fixed = [(schema, rel, con) for schema, rel, con, deferrable in rows if not deferrable]
+    if fixed:
+        with tgt.transaction():
+            for schema, rel, con in fixed:
+                tgt.execute(sql.SQL("ALTER TABLE {} ALTER CONSTRAINT {} DEFERRABLE INITIALLY IMMEDIATE").format(
+                    sql.Identifier(schema, rel), sql.Identifier(con)))
+        log.info("foreign keys made deferrable (initially immediate) for the resync: %s",
+                 ", ".join(f"{s}.{r}.{c}" for s, r, c in fixed))
+    return [sql.Identifier(schema, con) for schema, _, con, _ in rows]
+
+
+def _merge(tgt: psycopg.Connection, runs: list[_Run], fks: list[sql.Composable]) -> None:
+    """The merge transaction of every table (see resync_service); run i's temp tables are parked as i."""
+    with tgt.transaction():
+        tgt.execute(sql.SQL("SELECT set_config({}, 'on', true)").format(sql.Literal(resync_state.SYNCING_SETTING)))
+        if fks:
+            tgt.execute(sql.SQL("SET CONSTRAINTS {} DEFERRED").format(sql.SQL(", ").join(fks)))
+        t = time.perf_counter()
+        tgt.execute(sql.SQL("LOCK TABLE {} IN SHARE ROW EXCLUSIVE MODE").format(
+            sql.SQL(", ").join(sorted((run.rel for run in runs), key=lambda r: r.as_string(tgt)))))
+        waited = time.perf_counter() - t
+        indexed = list(enumerate(runs))
+        for phase, sequence in (("check", indexed), ("delete", indexed[::-1]), ("upsert", indexed)):
+            for i, run in sequence:
+                _unpark(tgt, i)
+                if phase == "check":
+                    run.steps["lock"] = round(waited, 4)
+                getattr(run, phase)()
+                _park(tgt, i)
+
+
+_TEMPS = (STAGE, KEYSTAGE, KEYHASH, KEYHASH_LATE, ALLKEYS, ALLMAP, NEWKEYS, GONE, CONFLICTS)
+
+
+def _rename_temps(tgt: psycopg.Connection, renames: dict[str, str]) -> None:
+    rows = tgt.execute("SELECT relname, relkind FROM pg_class WHERE relnamespace = pg_my_temp_schema()"
+                       " AND relname = ANY(%s) AND relkind IN ('r', 'v')", (list(renames),)).fetchall()
+    for name, kind in rows:
+        tgt.execute(sql.SQL("ALTER {} pg_temp.{} RENAME TO {}").format(
+            sql.SQL("VIEW" if kind == "v" else "TABLE"), sql.Identifier(name), sql.Identifier(renames[name])))
+
+
+def _park(tgt: psycopg.Connection, i: int) -> None:
+    """Set a table's temp tables aside (renamed with the suffix #i) so that the next table can use the names."""
+    _rename_temps(tgt, {n: f"{n}#{i}" for n in _TEMPS})
+
+
+def _unpark(tgt: psycopg.Connection, i: int) -> None:
+    _rename_temps(tgt, {f"{n}#{i}": n for n in _TEMPS})
 
 
 class _Run:
@@ -609,93 +729,123 @@ class _Run:
 
     # -- the run -------------------------------------------------------------------------------
 
-    def execute(self, source_conninfo: str, pool: ThreadPoolExecutor) -> ResyncResult:
+    def prepare(self, source_conninfo: str, pool: ThreadPoolExecutor) -> None:
+        """Steps 1 and 2, outside the merge transaction: changed and differing rows staged, deletions found."""
         table = self.table
-        truncated = self._truncated()
+        self._t = time.perf_counter()
+        self.truncated = truncated = self._truncated()
         self._rebuild = not self.st.keys_ready or truncated or self.st.key_hash != self.hash_id
         if not self._rebuild and self.st.root_bounds is not None and self._sums_kept():
             self._start_source_root(source_conninfo, pool)
         self.fetch.create_stage()
-        window, before, after = self._window()
-        if table.watermark and before is None:
+        window, self.before, self.after = self._window()
+        if table.watermark and self.before is None:
             log.info("%s: no previous watermark: every source row is read (only differing rows are written)", self.name)
         self.fetch.stage_where(window)
         self._analyze_stage()
         self._step("read changed rows")
 
-        gone: list[tuple[str, ...]] = []
-        stale = False
+        self.gone: list[tuple[str, ...]] = []
+        self.stale = False
         if self._rebuild:
             missing = self._diff_rebuild()
             diff = {"rebuilt_keys": 1, "source_keys": self.fetch.rows, "missing_in_target": len(missing)}
         else:
             res = self._diff_incremental()
-            missing, gone = res.source_only, res.target_only
+            missing, self.gone = res.source_only, res.target_only
             diff = {"levels": res.levels, "buckets": res.buckets, "differing_buckets": res.differing_buckets,
-                    "leaf_keys": res.leaf_keys, "source_only": len(missing), "target_only": len(gone)}
-            stale = self.st.root_bounds is None or res.bounds_stale()
+                    "leaf_keys": res.leaf_keys, "source_only": len(missing), "target_only": len(self.gone)}
+            self.stale = self.st.root_bounds is None or res.bounds_stale()
+        self.diff = diff
         self._step("diff keys")
         if missing:
             self.fetch.stage_keys(missing)
             self._analyze_stage()
         self._step("read differing keys")
 
-        with self.tgt.transaction():
-            self.tgt.execute(sql.SQL("SELECT set_config({}, 'on', true)").format(sql.Literal(resync_state.SYNCING_SETTING)))
-            self.tgt.execute(sql.SQL("LOCK TABLE {} IN SHARE ROW EXCLUSIVE MODE").format(self.rel))
-            if not self._rebuild:
-                self._probe_joins()
-            max_id, has_truncate = self.tgt.execute(
-                "SELECT coalesce(max(id), 0), coalesce(bool_or(op = 'TRUNCATE'), false) FROM _dbsplit.target_changes"
-                " WHERE target_table = %s", (self.name,)).fetchone()
-            if has_truncate and not truncated:
-                raise DbsplitError(f"{self.name} was truncated in the target during this resync; nothing was changed. "
-                                   "Fix: run the resync again.")
-            self._step("lock")
-            conflicts, skipped = self._conflicts(max_id)
-            if truncated:
-                conflicts = [TRUNCATED, *conflicts]
-            self._step("conflicts")
-            if conflicts and self.on_conflict == "stop":
-                shown = ", ".join(conflicts[:20]) + (f" and {len(conflicts) - 20} more" if len(conflicts) > 20 else "")
-                raise DataCheckFailed(
-                    f"{self.name}: {len(conflicts)} row(s) were changed in the target since the last resync and differ "
-                    f"from the source (on_conflict=stop, nothing was changed): key {shown}")
-            rejected = [f"{r.key}: {r.column or '-'}: {r.reason}" for r in self.fetch.rejects]
-            if len(rejected) > table.max_rejected_rows:
-                raise DataCheckFailed(
-                    f"{self.name}: {len(rejected)} source row(s) rejected by the transforms, at most "
-                    f"{table.max_rejected_rows} allowed (nothing was changed); first: {rejected[0]}")
-            deleted = self._delete(gone)
-            self._step("delete")
-            inserted, updated = self._upsert()
-            self._step("upsert")
-            self._maintain_keys(gone)
-            self._step("key table")
-            bounds: list[list[str]] | None | bool = False
-            if self._rebuild:
-                bounds = self._root_bounds()
-                stale = False
-            self.tgt.execute("DELETE FROM _dbsplit.target_changes WHERE target_table = %s AND id <= %s", (self.name, max_id))
-            resync_state.record_run(
-                self.tgt, self.name, watermark=after, run_id=self.run_id, upserted=inserted + updated, deleted=deleted,
-                conflicts=conflicts, skipped=skipped, rejected=len(rejected), seconds=time.perf_counter() - self.start,
-                key_hash=self.hash_id, root_bounds=bounds)
-        self._step("commit")
+    def _joins(self) -> None:
+        """Inside the merge transaction, at the start of each of this table's phases: index probes for an
+        incremental run (see _probe_joins), the session's planner settings for a rebuild."""
+        if self._rebuild:
+            self.tgt.execute("RESET enable_hashjoin")
+            self.tgt.execute("RESET enable_mergejoin")
+        else:
+            self._probe_joins()
+
+    def check(self) -> None:
+        """Step 3, in the merge transaction with the table locked: conflicts and rejects, before anything
+        of any table is changed (on_conflict=stop and too many rejects stop the whole merge)."""
+        self._t = time.perf_counter()
+        self._joins()
+        table = self.table
+        self.max_id, has_truncate = self.tgt.execute(
+            "SELECT coalesce(max(id), 0), coalesce(bool_or(op = 'TRUNCATE'), false) FROM _dbsplit.target_changes"
+            " WHERE target_table = %s", (self.name,)).fetchone()
+        if has_truncate and not self.truncated:
+            raise DbsplitError(f"{self.name} was truncated in the target during this resync; nothing was changed. "
+                               "Fix: run the resync again.")
+        conflicts, self.skipped = self._conflicts(self.max_id)
+        if self.truncated:
+            conflicts = [TRUNCATED, *conflicts]
+        self.conflicts = conflicts
+        self._step("conflicts")
+        if conflicts and self.on_conflict == "stop":
+            shown = ", ".join(conflicts[:20]) + (f" and {len(conflicts) - 20} more" if len(conflicts) > 20 else "")
+            raise DataCheckFailed(
+                f"{self.name}: {len(conflicts)} row(s) were changed in the target since the last resync and differ "
+                f"from the source (on_conflict=stop, nothing was changed): key {shown}")
+        self.rejected = [f"{r.key}: {r.column or '-'}: {r.reason}" for r in self.fetch.rejects]
+        if len(self.rejected) > table.max_rejected_rows:
+            raise DataCheckFailed(
+                f"{self.name}: {len(self.rejected)} source row(s) rejected by the transforms, at most "
+                f"{table.max_rejected_rows} allowed (nothing was changed); first: {self.rejected[0]}")
+
+    def delete(self) -> None:
+        """Step 4a, in the merge transaction (children before parents)."""
+        self._t = time.perf_counter()
+        self._joins()
+        self.deleted = self._delete(self.gone)
+        self._step("delete")
+
+    def upsert(self) -> None:
+        """Step 4b, in the merge transaction (parents before children): upsert, key table, change log, state."""
+        self._t = time.perf_counter()
+        self._joins()
+        self.inserted, self.updated = self._upsert()
+        self._step("upsert")
+        self._maintain_keys(self.gone)
+        self._step("key table")
+        bounds: list[list[str]] | None | bool = False
+        if self._rebuild:
+            bounds = self._root_bounds()
+            self.stale = False
+        self.tgt.execute("DELETE FROM _dbsplit.target_changes WHERE target_table = %s AND id <= %s",
+                         (self.name, self.max_id))
+        resync_state.record_run(
+            self.tgt, self.name, watermark=self.after, run_id=self.run_id, upserted=self.inserted + self.updated,
+            deleted=self.deleted, conflicts=self.conflicts, skipped=self.skipped, rejected=len(self.rejected),
+            seconds=time.perf_counter() - self.start, key_hash=self.hash_id, root_bounds=bounds)
+        self._step("merge")
+
+    def finish(self) -> ResyncResult:
+        """After the merge committed: key table maintenance, the result."""
+        self._t = time.perf_counter()
         if self._rebuild:   # sets its visibility map: the index probes of the next runs are index-only
             self.tgt.execute(sql.SQL("VACUUM (ANALYZE) {}").format(self.ktab))
             self._step("vacuum key table")
-        if stale:
+        if self.stale:
             with self.tgt.transaction():
                 resync_state.store_root_bounds(self.tgt, self.name, self._root_bounds())
             self._step("refresh bounds")
         seconds = time.perf_counter() - self.start
+        inserted, deleted, conflicts = self.inserted, self.deleted, self.conflicts
         result = ResyncResult(
-            upserted=inserted + updated, deleted=deleted, conflicts=conflicts, skipped_conflicts=skipped,
-            seconds=round(seconds, 4), watermark_before=before, watermark_after=after, inserted=inserted, updated=updated,
-            read_rows=self.fetch.rows, rejected=rejected, rebuilt_keys=self._rebuild, diff=diff, steps=self.steps)
+            upserted=inserted + self.updated, deleted=deleted, conflicts=conflicts, skipped_conflicts=self.skipped,
+            seconds=round(seconds, 4), watermark_before=self.before, watermark_after=self.after, inserted=inserted,
+            updated=self.updated, read_rows=self.fetch.rows, rejected=self.rejected, rebuilt_keys=self._rebuild,
+            diff=self.diff, steps=self.steps)
         log.info("%s: resync %s: %d upserted (%d new), %d deleted, %d conflict(s), %d skipped, %d read, %.2f s",
-                 self.name, self.run_id, result.upserted, inserted, deleted, len(conflicts), skipped,
+                 self.name, self.run_id, result.upserted, inserted, deleted, len(conflicts), self.skipped,
                  result.read_rows, seconds)
         if conflicts:
             log.warning("%s: target-side changes overwritten by the source: %s", self.name, ", ".join(conflicts[:50]))
