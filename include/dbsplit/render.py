@@ -349,17 +349,11 @@ def _unfreeze(orch: dict[str, Any]) -> dict[str, Any]:
 # ----------------------------------------------------------------------------------------- resync
 
 
-@task(task_id="tables_to_sync")
-def _resync_tables(service: dict[str, Any]) -> list[str]:
-    """The service's tables that have a watermark."""
-    return _run("resync_tables", service)
-
-
-@task(task_id="resync", map_index_template="{{ table_label }}")
-def _resync(selector: str, service: dict[str, Any], run_id: str | None = None) -> dict[str, Any]:
-    """Upsert changed rows, delete removed ones, report target-side conflicts; one transaction per table."""
-    get_current_context()["table_label"] = selector
-    return _run("resync", service, selector, run_id)
+@task(task_id="resync")
+def _resync(service: dict[str, Any], run_id: str | None = None) -> dict[str, Any]:
+    """Every table of the service with a watermark, together: upsert changed rows, delete removed ones,
+    report target-side conflicts; one merge transaction in foreign-key order (logs and returns per table)."""
+    return _run("resync", service, run_id)
 
 
 def render_resync_dag(spec: ServiceDagSpec, schedule: str | None) -> DAG:
@@ -371,6 +365,5 @@ def render_resync_dag(spec: ServiceDagSpec, schedule: str | None) -> DAG:
         tags=["dbsplit", f"plan:{spec.plan_name}", f"service:{spec.service}", "resync"],
         default_args={"retries": spec.retries, "retry_delay": timedelta(seconds=30)},
     ) as dag:
-        service = service_descriptor(spec)
-        _resync.partial(service=service).expand(selector=_resync_tables(service))
+        _resync(service_descriptor(spec))
     return dag

@@ -564,22 +564,28 @@ def resync_tables(service: dict[str, Any]) -> list[str]:
     return [t.target_table for t in _service_tables(service) if t.watermark]
 
 
-def resync(service: dict[str, Any], selector: str, run_id: str) -> dict[str, Any]:
-    """Bring one table up to date with the source: changed rows upserted, deleted rows removed, target-side
-    writes reported as conflicts (or stopping the run, as the plan says); one merge transaction."""
-    from dbsplit.move.resync import resync_table
+def resync(service: dict[str, Any], run_id: str) -> dict[str, Any]:
+    """Bring the service's tables up to date with the source together (one source snapshot, one merge
+    transaction, children deleted before parents and parents upserted before children, the foreign keys
+    between them checked at commit): changed rows upserted, deleted rows removed, target-side writes
+    reported as conflicts (or stopping the run, as the plan says). Returns each table's result."""
+    from dbsplit.move.resync import resync_service
 
     plan = _plan(service["plan_path"])
-    [rt] = [t for t in _service_tables(service) if t.target_table == selector]
-    result = resync_table(conn.resolve(service["source_conn_id"]), conn.resolve(service["target_conn_id"]), rt,
-                          namespace=plan.namespace_uuid, salt=mask_salt(plan),
-                          on_conflict=plan.services[service["service"]].resync.on_conflict, run_id=run_id)
-    log.info("%s: %d upserted, %d deleted, %d conflicts in %.2f s (watermark %s -> %s)", selector, result.upserted,
-             result.deleted, len(result.conflicts), result.seconds, result.watermark_before, result.watermark_after)
-    if result.conflicts:
-        log.warning("%s: rows changed in the target since the last sync, overwritten by the source: %s",
-                    selector, ", ".join(result.conflicts[:20]))
-    return {k: v for k, v in result.as_dict().items() if k not in ("steps",)}
+    tables = [t for t in _service_tables(service) if t.watermark]
+    if not tables:
+        log.info("service %s: no table has a watermark; nothing to resync", service["service"])
+        return {}
+    results = resync_service(conn.resolve(service["source_conn_id"]), conn.resolve(service["target_conn_id"]), tables,
+                             namespace=plan.namespace_uuid, salt=mask_salt(plan),
+                             on_conflict=plan.services[service["service"]].resync.on_conflict, run_id=run_id)
+    for name, result in results.items():
+        log.info("%s: %d upserted, %d deleted, %d conflicts in %.2f s (watermark %s -> %s)", name, result.upserted,
+                 result.deleted, len(result.conflicts), result.seconds, result.watermark_before, result.watermark_after)
+        if result.conflicts:
+            log.warning("%s: rows changed in the target since the last sync, overwritten by the source: %s",
+                        name, ", ".join(result.conflicts[:20]))
+    return {name: {k: v for k, v in r.as_dict().items() if k not in ("steps",)} for name, r in results.items()}
 
 
 def rollback(service: dict[str, Any]) -> dict[str, Any]:
