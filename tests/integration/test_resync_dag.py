@@ -7,6 +7,10 @@ source is never written.
 The plan is the jobboard example's `jobs` service with watermarks on three tables: `companies`
 (transformed: a uuid_key and a masked column, so the key table maps source keys to UUIDs), `jobs`
 (transformed: company_id follows the companies' UUID as a uuid_ref) and `skills` (pass-through).
+
+The foreign key jobs -> companies stays inside the service, so the target has it too: a last resync
+brings a new company with a job referencing it (and an existing job moved to it), and a company deleted
+together with its jobs (their job_skills rows going with them by ON DELETE CASCADE, in both databases).
 """
 
 from __future__ import annotations
@@ -69,6 +73,38 @@ INSERT INTO jobs (id, company_id, category_id, title, status, employment_type, i
 SELECT m + g, c, cat, 'Spare job ' || g, 'draft', 'contract', false, '2020-01-01', '2020-01-01'
 FROM generate_series(1, 3) g, (SELECT max(id) AS m, min(company_id) AS c, min(category_id) AS cat FROM jobs) x;
 """
+
+# a company with two jobs (each with a job_skills row) that the last resync sees deleted all together
+DOOMED_ROWS = """
+INSERT INTO companies (id, name, slug, website, country_code, created_at, updated_at)
+SELECT max(id) + 1, 'Doomed company', 'doomed-company', 'https://doomed.example', 'NL', '2020-01-01', '2020-01-01'
+FROM companies;
+INSERT INTO jobs (id, company_id, category_id, title, status, employment_type, is_remote, posted_at, updated_at)
+SELECT m + g, c.id, cat, 'Doomed job ' || g, 'open', 'contract', true, '2020-01-01', '2020-01-01'
+FROM generate_series(1, 2) g, (SELECT max(id) AS m, min(category_id) AS cat FROM jobs) x,
+     companies c WHERE c.slug = 'doomed-company';
+INSERT INTO job_skills (job_id, skill_id, is_required, created_at)
+SELECT j.id, s.id, true, '2020-01-01' FROM jobs j JOIN companies c ON c.id = j.company_id,
+     (SELECT min(id) AS id FROM skills) s WHERE c.slug = 'doomed-company';
+"""
+
+# parents and children changed together: the target's foreign key jobs -> companies must hold throughout
+FK_CHANGES = [
+    ("public.companies", "insert",
+     "INSERT INTO companies (id, name, slug, website, country_code, created_at, updated_at)"
+     " SELECT max(id) + 1, 'Newborn company', 'newborn-company', 'https://newborn.example', 'SE', now(), now()"
+     " FROM companies"),
+    ("public.jobs", "insert",
+     "INSERT INTO jobs (id, company_id, category_id, title, status, employment_type, is_remote, posted_at, updated_at)"
+     " SELECT m + 1, c.id, cat, 'First job of a new company', 'open', 'full_time', false, now(), now()"
+     " FROM (SELECT max(id) AS m, min(category_id) AS cat FROM jobs) x, companies c WHERE c.slug = 'newborn-company'"),
+    ("public.jobs", "update",
+     "UPDATE jobs SET company_id = (SELECT id FROM companies WHERE slug = 'newborn-company'), updated_at = now()"
+     " WHERE id = (SELECT min(id) FROM jobs)"),
+    ("public.jobs", "delete",      # job_skills rows go by ON DELETE CASCADE (in the target too)
+     "DELETE FROM jobs WHERE company_id = (SELECT id FROM companies WHERE slug = 'doomed-company')"),
+    ("public.companies", "delete", "DELETE FROM companies WHERE slug = 'doomed-company'"),
+]
 
 # the source changes between the resyncs; `now()` is after the full load's watermark, '2001-01-01' is
 # an insert with an old clock (only the key diff finds it)
@@ -163,6 +199,7 @@ def test_resync_dag_brings_source_changes_to_the_target_and_then_writes_nothing(
     create_sample(source, "jobboard", rows=3000)
     with psycopg.connect(source, autocommit=True) as conn:
         conn.execute(SPARE_ROWS)
+        conn.execute(DOOMED_ROWS)
     env = dict([airflow_conn_env(plan.source.conn_id, source), airflow_conn_env("jobboard_jobs", target)])
     env |= {"DBSPLIT_PLANS": str(plan_path), "AIRFLOW_VAR_DBSPLIT_MASK_SALT": SALT,
             "DBSPLIT_REPORTS_DIR": str(tmp_path / "reports")}
@@ -198,5 +235,18 @@ def test_resync_dag_brings_source_changes_to_the_target_and_then_writes_nothing(
     assert {t: s[:4] for t, s in state.items()} == {t: (3, third.run_id, 0, 0) for t in SYNCED}
     assert versions(target, sorted(SYNCED)) == after_sync
     assert_target_equals_oracle(plan, source, target)
-
     assert database_fingerprint(source) == source_before
+
+    # a new parent with its children, children moved to it, a parent deleted with its children
+    counts = {t: [0, 0] for t in SYNCED}
+    with psycopg.connect(source, autocommit=True) as conn:
+        for table, op, q in FK_CHANGES:
+            n = conn.execute(q).rowcount
+            assert n > 0, (table, op)
+            counts[table][op == "delete"] += n
+    assert counts["public.jobs"][1] >= 2 and counts["public.companies"] == [1, 1], counts
+    [fourth] = run(f"dbsplit_resync_{SERVICE}")
+    state = sync_state(target)
+    assert {t: s[:4] for t, s in state.items()} == {t: (4, fourth.run_id, *counts[t]) for t in SYNCED}
+    assert all(s[4] == [] and s[5] == 0 for s in state.values()), state
+    assert_target_equals_oracle(plan, source, target)
