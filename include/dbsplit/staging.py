@@ -80,6 +80,13 @@ def _defer_indexes(conn: psycopg.Connection, name: str) -> None:
     conn.execute(sql.SQL("COMMENT ON TABLE {} IS {}").format(ident, sql.Literal(_DEFERRED + json.dumps(deferred))))
 
 
+def vacuum_analyze(conninfo: str, schema: str, table: str) -> None:
+    """VACUUM (ANALYZE) a loaded staging table: planner statistics for the checks (and for the live
+    table once promoted), and a visibility map so that key checks can read the index alone."""
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        conn.execute(sql.SQL("VACUUM (ANALYZE) {}").format(staging_ident(schema, table)))
+
+
 def build_deferred_indexes(conn: psycopg.Connection, schema: str, table: str) -> int:
     """Inside the caller's transaction: build the staging table's deferred constraints and indexes.
 
