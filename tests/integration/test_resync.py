@@ -481,3 +481,92 @@ def test_transformed_table_with_copied_key(items, make_db, tmp_path: Path) -> No
     with psycopg.connect(source) as s, psycopg.connect(target) as t:
         assert t.execute("SELECT * FROM items_v2 ORDER BY id").fetchall() == s.execute(expected_sql).fetchall()
     assert sync(source, target, table).upserted == 0
+
+
+# ------------------------------------------------------------------------- a service's tables together
+
+FAMILY_DDL = """
+CREATE TABLE parents (id bigint PRIMARY KEY, name text NOT NULL, updated_at timestamptz NOT NULL);
+CREATE TABLE children (id bigint PRIMARY KEY, parent_id bigint NOT NULL REFERENCES parents (id),
+                       prev_id bigint REFERENCES children (id), name text NOT NULL, updated_at timestamptz NOT NULL);
+"""
+FAMILY_FILL = """
+INSERT INTO parents SELECT g, 'parent ' || g, now() - interval '1 day' FROM generate_series(1, 20) g;
+INSERT INTO children SELECT g, 1 + g % 20, NULL, 'child ' || g, now() - interval '1 day' FROM generate_series(1, 100) g;
+"""
+# the target as promotions made it before: the same foreign keys, not deferrable
+FAMILY_TARGET_FKS = """
+ALTER TABLE children ADD FOREIGN KEY (parent_id) REFERENCES parents (id),
+                     ADD FOREIGN KEY (prev_id) REFERENCES children (id);
+"""
+FAMILY_CHANGES = """
+INSERT INTO parents VALUES (21, 'new parent', now());
+INSERT INTO children VALUES (101, 21, NULL, 'first child of a new parent', now()),
+                            (102, 21, 101, 'second child, after the first', now());
+UPDATE children SET parent_id = 21, prev_id = 102, updated_at = now() WHERE id = 3;   -- moved to the new parent
+UPDATE children SET parent_id = 21, updated_at = now() WHERE parent_id = 2;           -- every child of parent 2
+DELETE FROM children WHERE parent_id = 5;
+DELETE FROM parents WHERE id IN (2, 5);
+"""
+
+
+def family_tables() -> list[ResolvedTable]:
+    parents = ResolvedTable("family", "public", "parents", "public", "parents", (
+        ColumnMap("id", "bigint", True, "copy", ("id",)), ColumnMap("name", "text", True, "copy", ("name",)),
+        ColumnMap("updated_at", "timestamp with time zone", True, "copy", ("updated_at",))), ("id",), ("id",),
+        watermark="updated_at")
+    children = ResolvedTable("family", "public", "children", "public", "children", (
+        ColumnMap("id", "bigint", True, "copy", ("id",)), ColumnMap("parent_id", "bigint", True, "copy", ("parent_id",)),
+        ColumnMap("prev_id", "bigint", False, "copy", ("prev_id",)), ColumnMap("name", "text", True, "copy", ("name",)),
+        ColumnMap("updated_at", "timestamp with time zone", True, "copy", ("updated_at",))), ("id",), ("id",),
+        watermark="updated_at", foreign_keys=(
+            {"columns": ["parent_id"], "ref_table": "public.parents", "ref_columns": ["id"], "on_delete": "NO ACTION"},
+            {"columns": ["prev_id"], "ref_table": "public.children", "ref_columns": ["id"], "on_delete": "NO ACTION"}))
+    return [children, parents]   # children first: the order must come from the foreign keys
+
+
+def test_service_resync_keeps_foreign_keys_between_its_tables(make_db) -> None:
+    from dbsplit.move.resync import resync_service
+
+    source, target = make_db("rs_fam_src"), make_db("rs_fam_dst")
+    with psycopg.connect(source, autocommit=True) as c:
+        c.execute(FAMILY_DDL)
+        c.execute(FAMILY_FILL)
+    with psycopg.connect(target, autocommit=True) as c:
+        c.execute(FAMILY_DDL.replace("REFERENCES parents (id)", "").replace("REFERENCES children (id)", ""))
+    for t in ("parents", "children"):
+        full_load_passthrough(source, target, "SELECT 1", t)
+    with psycopg.connect(target, autocommit=True) as c:
+        c.execute(FAMILY_TARGET_FKS)
+    tables = family_tables()
+    for t in tables:
+        install_change_tracking(target, t)
+
+    def run(run_id: str, **kw):
+        return resync_service(source, target, tables, namespace=NS, salt=SALT, run_id=run_id, **kw)
+
+    first = run("r1")
+    assert list(first) == ["public.parents", "public.children"]
+    assert all(r.upserted == 0 and r.deleted == 0 for r in first.values())
+    with psycopg.connect(target) as c:
+        assert c.execute("SELECT bool_and(condeferrable AND NOT condeferred) FROM pg_constraint"
+                         " WHERE contype = 'f' AND conrelid = 'children'::regclass").fetchone()[0]
+
+    # a conflict in one table with on_conflict=stop: no table of the service changes
+    with psycopg.connect(source, autocommit=True) as c:
+        c.execute(FAMILY_CHANGES)
+    with psycopg.connect(target, autocommit=True) as c:
+        c.execute("UPDATE parents SET name = 'written by the service' WHERE id = 7")
+    before = {t: rows(target, t) for t in ("parents", "children")}
+    with pytest.raises(DataCheckFailed, match="on_conflict=stop"):
+        run("r2", on_conflict="stop")
+    assert {t: rows(target, t) for t in ("parents", "children")} == before
+
+    second = run("r3")
+    assert {t: rows(target, t) for t in ("parents", "children")} == {t: rows(source, t) for t in ("parents", "children")}
+    assert second["public.parents"].deleted == 2 and second["public.parents"].conflicts == ["7"]
+    assert second["public.children"].inserted == 2 and second["public.children"].deleted == 5
+    third = run("r4")
+    assert all(r.upserted == 0 and r.deleted == 0 and not r.conflicts for r in third.values())
+    for t in tables:
+        assert_key_table_consistent(source, target, t)
