@@ -36,7 +36,6 @@ import sys
 import tempfile
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
 
@@ -140,56 +139,24 @@ def full_load_raw(src: str, dst: str) -> float:
 
 
 def full_load_dbsplit(src: str, dst: str, chunk_rows: int = 100_000, workers: int = 2) -> float:
-    """dbsplit's pass-through load of the table (see the module docstring), promoted as public.events."""
-    from dbsplit import catalog, staging
-    from dbsplit.move import copy
-    from dbsplit.move.chunks import chunk_where, plan_chunks
-    from dbsplit.validate import checksums
+    """dbsplit's pass-through load of the table (bench/dag_paths.py), promoted as public.events."""
+    import dag_paths
 
-    table = passthrough_table()
-    cols = [n for n, _, _ in COLUMNS]
-    relation = sql.Identifier("public", "events")
+    from dbsplit import staging
+
     staged = staging.side_name("public", "events")
-
-    def chunk(args) -> int:
-        c, tmp = args
-        where = chunk_where(c, ["id"])
-        query = copy.select_sql("public", "events", cols)
-        query = sql.SQL("{} WHERE {}").format(query, where) if where is not None else query
-        path = Path(tmp) / f"chunk-{c.index:05d}.pgcopy"
-        with copy.source_connection(src) as s, s.transaction():
-            method = checksums.method_for(s)
-            exprs = checksums.hash_columns(s, relation, cols) if method == checksums.HASH64 else checksums.columns(cols)
-            snapshot = copy.export_snapshot(s)
-            with ThreadPoolExecutor(1) as pool:
-                fut = pool.submit(copy.in_snapshot, src, snapshot, lambda conn: checksums.chunk_checksum(
-                    conn, relation, exprs, where, method))
-                copy.extract_to_file(s, query, path)
-                fut.result()
-        with psycopg.connect(dst) as d, d.transaction():
-            rows = copy.load_from_file(d, staging.STAGING, staged, cols, path).rows
-        path.unlink()
-        return rows
-
     with psycopg.connect(dst, autocommit=True) as d:
         d.execute("DROP TABLE IF EXISTS events CASCADE")
         d.execute(sql.SQL("DROP TABLE IF EXISTS {} CASCADE").format(sql.Identifier(staging.PREVIOUS, staged)))
     t0 = time.perf_counter()
-    with copy.source_connection(src) as s, s.transaction():
-        chunks = plan_chunks(s, "public", "events", ["id"], ["bigint"], chunk_rows)
-        info = catalog.read_table(s, "public", "events")
+    result = dag_paths.run_table(src, dst, passthrough_table(), chunk_rows, workers)
     with psycopg.connect(dst) as d, d.transaction():
-        staging.create_staging_table(d, info, table, defer_indexes=True)
-    with tempfile.TemporaryDirectory() as tmp, ThreadPoolExecutor(workers) as pool:
-        rows = sum(pool.map(chunk, [(c, tmp) for c in chunks]))
-    with psycopg.connect(dst) as d, d.transaction():
-        staging.build_deferred_indexes(d, "public", "events")
         staging.promote(d, "public", "events")
     seconds = time.perf_counter() - t0
     with psycopg.connect(dst, autocommit=True) as d:
         count = d.execute("SELECT count(*) FROM events").fetchone()[0]
-    if count != rows:
-        sys.exit(f"dbsplit full load: {rows} rows loaded, {count} in the table")
+    if count != result["rows"]:
+        sys.exit(f"dbsplit full load: {result['rows']} rows loaded, {count} in the table")
     return seconds
 
 

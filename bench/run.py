@@ -26,7 +26,8 @@ import psycopg
 from psycopg import sql
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import transform_path as tp  # noqa: E402  (the shared bench table and the transformed-path child)
+import dag_paths  # noqa: E402  (one table moved as the service DAG moves it)
+import transform_path as tp  # noqa: E402  (the shared bench table)
 
 CHUNK_ROWS = int(os.environ.get("BENCH_CHUNK_ROWS", "100000"))
 REPEAT = int(os.environ.get("BENCH_REPEAT", "2"))
@@ -47,117 +48,14 @@ def _passthrough_table():
     return ResolvedTable("bench", "public", "orders", "public", "orders_pt", cols, ("id",), ("id",))
 
 
-def _passthrough_chunk(args: tuple) -> tuple[int, int]:
-    """One mapped extract task then its load task: binary COPY of the chunk into a staging file while a
-    second session checksums the same snapshot, then the file into the staging table."""
-    from dbsplit.move import copy
-    from dbsplit.move.chunks import Chunk, chunk_where
-    from dbsplit.staging import STAGING, side_name
-    from dbsplit.validate import checksums
-
-    src, dst, chunk, tmp = args
-    chunk = Chunk.from_dict(chunk)
-    where = chunk_where(chunk, ["id"])
-    query = copy.select_sql("public", "orders", COLS)
-    query = sql.SQL("{} WHERE {}").format(query, where) if where is not None else query
-    path = Path(tmp) / f"chunk-{chunk.index:05d}.pgcopy"
-    relation = sql.Identifier("public", "orders")
-    with copy.source_connection(src) as s, s.transaction():
-        method = checksums.method_for(s)
-        exprs = checksums.hash_columns(s, relation, COLS) if method == checksums.HASH64 else checksums.columns(COLS)
-        snapshot = copy.export_snapshot(s)
-        with ThreadPoolExecutor(1) as pool:
-            fut = pool.submit(copy.in_snapshot, src, snapshot, lambda c: checksums.chunk_checksum(
-                c, relation, exprs, where, method))
-            copy.extract_to_file(s, query, path)
-            fut.result()
-    with psycopg.connect(dst) as d, d.transaction():
-        rows = copy.load_from_file(d, STAGING, side_name("public", "orders_pt"), COLS, path).rows
-    path.unlink()
-    return rows, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-
-
 def child_passthrough(src: str, dst: str, chunk_rows: int) -> dict:
-    """What the service DAG does for a pass-through table: a staging table whose keys wait for the
-    end of the load, the chunks' extract and load tasks on WORKERS parallel workers (mapped tasks
-    run in parallel), then the deferred primary key built. Timed from the chunk plan to the key."""
-    import multiprocessing
-
-    from dbsplit import catalog, staging
-    from dbsplit.move import copy
-    from dbsplit.move.chunks import plan_chunks
-
-    table = _passthrough_table()
-    t0 = time.perf_counter()
-    with copy.source_connection(src) as s, s.transaction():
-        chunks = plan_chunks(s, "public", "orders", ["id"], ["bigint"], chunk_rows)
-        info = catalog.read_table(s, "public", "orders")
-    with psycopg.connect(dst) as d, d.transaction():
-        staging.create_staging_table(d, info, table, defer_indexes=True)
-    rows = peak = 0
-    with tempfile.TemporaryDirectory() as tmp, multiprocessing.get_context("fork").Pool(WORKERS) as pool:
-        for n, rss in pool.imap_unordered(_passthrough_chunk, [(src, dst, c.as_dict(), tmp) for c in chunks]):
-            rows, peak = rows + n, max(peak, rss)
-    t1 = time.perf_counter()
-    with psycopg.connect(dst) as d, d.transaction():
-        staging.build_deferred_indexes(d, "public", "orders_pt")
-    staging.vacuum_analyze(dst, "public", "orders_pt")
-    done = time.perf_counter()
-    return {"seconds": done - t0, "rows": rows, "chunks": len(chunks), "worker_peak_rss_mb": peak / 1024,
-            "steps": {"chunks": t1 - t0, "keys": done - t1}}
-
-
-def _transformed_chunk(args: tuple) -> tuple[int, int]:
-    """One chunk's extract, transform and load tasks (bench/transform_path.py's table and transforms)."""
-    import uuid
-
-    from dbsplit.move.chunks import Chunk, chunk_where
-    from dbsplit.move.copy import source_connection
-    from dbsplit.move.transform import extract_chunk, load_chunk, transform_chunk
-    from dbsplit.staging import STAGING, side_name
-
-    src, dst, chunk, tmp = args
-    chunk = Chunk.from_dict(chunk)
-    table = tp.resolved_table()
-    a, b = Path(tmp) / f"chunk-{chunk.index:05d}.extract", Path(tmp) / f"chunk-{chunk.index:05d}.load"
-    with source_connection(src) as s, s.transaction():
-        extract_chunk(s, table, chunk_where(chunk, ["id"]), a)
-    transform_chunk(a, b, table, uuid.uuid5(uuid.NAMESPACE_URL, "dbsplit:bench"), b"bench-salt")
-    a.unlink()
-    with psycopg.connect(dst) as d, d.transaction():
-        rows = load_chunk(d, STAGING, side_name("public", "orders_t"), table, b).rows
-    b.unlink()
-    return rows, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    """The service DAG on the table without transforms (bench/dag_paths.py)."""
+    return dag_paths.run_table(src, dst, _passthrough_table(), chunk_rows, WORKERS)
 
 
 def child_transformed(src: str, dst: str, chunk_rows: int) -> dict:
-    """The service DAG on the transformed table: the staging table (its key, a uuid_key of the source
-    key, waits for the end of the load: runtime._keys_can_wait), the chunks' extract, transform and
-    load tasks on WORKERS parallel workers, then the key built."""
-    import multiprocessing
-
-    from dbsplit import catalog, staging
-    from dbsplit.move import copy
-    from dbsplit.move.chunks import plan_chunks
-
-    table = tp.resolved_table()
-    t0 = time.perf_counter()
-    with copy.source_connection(src) as s, s.transaction():
-        chunks = plan_chunks(s, "public", "orders", ["id"], ["bigint"], chunk_rows)
-        info = catalog.read_table(s, "public", "orders")
-    with psycopg.connect(dst) as d, d.transaction():
-        staging.create_staging_table(d, info, table, defer_indexes=True)
-    rows = peak = 0
-    with tempfile.TemporaryDirectory() as tmp, multiprocessing.get_context("fork").Pool(WORKERS) as pool:
-        for n, rss in pool.imap_unordered(_transformed_chunk, [(src, dst, c.as_dict(), tmp) for c in chunks]):
-            rows, peak = rows + n, max(peak, rss)
-    t1 = time.perf_counter()
-    with psycopg.connect(dst) as d, d.transaction():
-        staging.build_deferred_indexes(d, "public", "orders_t")
-    staging.vacuum_analyze(dst, "public", "orders_t")
-    done = time.perf_counter()
-    return {"seconds": done - t0, "rows": rows, "chunks": len(chunks), "worker_peak_rss_mb": peak / 1024,
-            "steps": {"chunks": t1 - t0, "keys": done - t1}}
+    """The service DAG on the table with transforms (bench/transform_path.py's table)."""
+    return dag_paths.run_table(src, dst, tp.resolved_table(), chunk_rows, WORKERS)
 
 
 def child_validate(src: str, dst: str, chunk_rows: int) -> dict:
