@@ -1,7 +1,7 @@
 """One table moved the way the service DAG moves it, for the benchmarks (bench/run.py, bench/resync.py).
 
 The staging table is created as prepare/plan_chunks create it (keys deferred when
-runtime.keys_can_wait allows), each chunk's extract, transform and load tasks run on `workers`
+ResolvedTable.keys_follow_source allows), each chunk's extract, transform and load tasks run on `workers`
 parallel processes (mapped tasks run in parallel), then validate's first step builds the deferred
 keys and runs VACUUM (ANALYZE). Timed from the chunk plan to the end of that step.
 """
@@ -83,7 +83,7 @@ def _chunk_task(args: tuple) -> tuple[int, int]:
 
 def run_table(src: str, dst: str, table: Any, chunk_rows: int, workers: int) -> dict:
     """Move one table into its staging table as the DAG does; seconds, rows, chunks, peak RSS of a worker."""
-    from dbsplit import catalog, runtime, staging
+    from dbsplit import catalog, staging
     from dbsplit.move import copy
     from dbsplit.move.chunks import plan_chunks
 
@@ -93,7 +93,7 @@ def run_table(src: str, dst: str, table: Any, chunk_rows: int, workers: int) -> 
         key_types = [next(c.type_sql for c in info.columns if c.name == k) for k in table.source_key]
         chunks = plan_chunks(s, table.source_schema, table.source_table, list(table.source_key), key_types, chunk_rows)
     with psycopg.connect(dst) as d, d.transaction():
-        staging.create_staging_table(d, info, table, defer_indexes=runtime.keys_can_wait(table))
+        staging.create_staging_table(d, info, table, defer_indexes=table.keys_follow_source)
     rows = peak = 0
     with tempfile.TemporaryDirectory() as tmp, multiprocessing.get_context("fork").Pool(workers) as pool:
         tasks = [(src, dst, table.as_dict(), c.as_dict(), tmp) for c in chunks]

@@ -72,6 +72,15 @@ class ResolvedTable:
         """True when rows can move as raw binary COPY: every column copied under its own name, no custom code."""
         return self.custom is None and all(c.op == "copy" and c.source == (c.target,) for c in self.columns)
 
+    @property
+    def keys_follow_source(self) -> bool:
+        """True when the source's own constraints keep the target rows unique: no custom function, and
+        the target key is the source key, copied or made a uuid_key (other unique constraints survive
+        only on columns copied unchanged). Such a staging table can build its keys after the load."""
+        key_maps = [m for m in self.columns if m.target in self.key]
+        return (self.custom is None and bool(self.source_key) and all(m.op in ("copy", "uuid_key") for m in key_maps)
+                and sorted(s for m in key_maps for s in m.source) == sorted(self.source_key))
+
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 

@@ -125,22 +125,12 @@ def _table_chunks(src: psycopg.Connection, tgt: psycopg.Connection, rt: Resolved
         key_types = [next(c.type_sql for c in info.columns if c.name == k) for k in rt.source_key]
         chunks = [c.as_dict() for c in compute_chunks(src, rt.source_schema, rt.source_table, rt.source_key,
                                                        key_types, rt.chunk_rows, rt.filter)]
-        staging.create_staging_table(tgt, info, rt, defer_indexes=keys_can_wait(rt))
+        staging.create_staging_table(tgt, info, rt, defer_indexes=rt.keys_follow_source)
         load_id, done = state.start_load(tgt, name, rt.chunk_rows, columns, chunks, run_id), set()
         log.info("%s: new load %d in %d chunk(s)", name, load_id, len(chunks))
     table, method = rt.as_dict(), checksums.method_for(src, tgt)
     return [{**c, "load_id": load_id, "done": c["index"] in done, "table": table, "checksum_method": method,
              "label": f"{rt.target_table} {c['index'] + 1}/{c['count']}"} for c in chunks]
-
-
-def keys_can_wait(rt: ResolvedTable) -> bool:
-    """True when the source's own constraints keep the staged rows unique, so that the staging
-    table's keys and indexes can be built once after the load: no custom function, and the target
-    key is the source key, copied or made a uuid_key (other unique constraints survive only on
-    columns copied unchanged). Otherwise a duplicate must be refused row by row at load, as a reject."""
-    key_maps = [m for m in rt.columns if m.target in rt.key]
-    return (rt.custom is None and bool(rt.source_key) and all(m.op in ("copy", "uuid_key") for m in key_maps)
-            and sorted(s for m in key_maps for s in m.source) == sorted(rt.source_key))
 
 
 def extract(service: dict[str, Any], chunk: dict[str, Any], run_id: str) -> dict[str, Any]:

@@ -247,6 +247,11 @@ def copy_arrow_in(conn: psycopg.Connection, schema: str, name: str, table: pa.Ta
 # --------------------------------------------------------------------------------------------
 # vectorised helpers
 
+try:   # CPython's own sha1: about 30% faster than OpenSSL's for short messages (no EVP context per call)
+    from _sha1 import sha1 as _sha1
+except ImportError:   # pragma: no cover - builds without it
+    _sha1 = hashlib.sha1
+
 _HEX_PAIRS = np.array([[ord(c) for c in f"{i:02x}"] for i in range(256)], dtype=np.uint8)  # byte -> 2 hex chars
 _HEX_PAIRS16 = _HEX_PAIRS.copy().view(np.uint16).reshape(256)                             # the same, as one uint16
 
@@ -308,7 +313,7 @@ def _on_distinct(values: pa.Array | pa.ChunkedArray, fn: Callable[[pa.Array], pa
 
 def uuid5_raw(distinct: pa.Array, namespace: uuid.UUID, name_prefix: str) -> np.ndarray:
     """(n, 16) bytes of uuid.uuid5(namespace, name_prefix + value) for a non-null string array."""
-    d = _digests(distinct, namespace.bytes + name_prefix.encode("utf-8"), hashlib.sha1, 16).copy()
+    d = _digests(distinct, namespace.bytes + name_prefix.encode("utf-8"), _sha1, 16).copy()
     d[:, 6] = (d[:, 6] & 0x0F) | 0x50   # version 5
     d[:, 8] = (d[:, 8] & 0x3F) | 0x80   # RFC 4122 variant
     return d
