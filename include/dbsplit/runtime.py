@@ -550,11 +550,6 @@ def _track_changes(service: dict[str, Any], tables: list[ResolvedTable]) -> None
             install_change_tracking(target, rt)
 
 
-def resync_tables(service: dict[str, Any]) -> list[str]:
-    """The service's tables that have a watermark (the ones a resync keeps current)."""
-    return [t.target_table for t in _service_tables(service) if t.watermark]
-
-
 def resync(service: dict[str, Any], run_id: str) -> dict[str, Any]:
     """Bring the service's tables up to date with the source together (one source snapshot, one merge
     transaction, children deleted before parents and parents upserted before children, the foreign keys
