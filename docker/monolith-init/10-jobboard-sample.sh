@@ -6,14 +6,16 @@
 # new. It does what dbsplit.samples.create_sample does, in the same order and with the same
 # settings, so the container holds the same rows as `make demo`'s monolith for the same size:
 #   one transaction: the session settings, the row count of every table (custom settings
-#   dbsplit.<table>), schema.sql, generate.sql, constraints.sql, ANALYZE of the sample tables.
+#   dbsplit.<table>), schema.sql, ../generate_helpers.sql, generate.sql, constraints.sql, ANALYZE
+#   of the sample tables.
 # tests/unit/test_compose.py compares the shares and settings below with include/dbsplit/samples.py
 # and runs this script against a real server.
 #
 # Environment: POSTGRES_USER and POSTGRES_DB (set by the image; PGHOST, PGPORT and PGPASSWORD are
 # honoured), JOBBOARD_ROWS (total rows, at least 1000; default 50000), JOBBOARD_SQL_DIR (the
 # directory with schema.sql, generate.sql and constraints.sql; default /opt/jobboard, where
-# docker-compose.yaml mounts include/examples/jobboard).
+# docker-compose.yaml mounts include/examples/jobboard, and include/examples/generate_helpers.sql
+# next to it).
 
 jobboard_sample() (
     set -euo pipefail
@@ -26,9 +28,9 @@ jobboard_sample() (
         echo "jobboard sample: JOBBOARD_SQL_DIR must not contain white space (psql \\i): $dir" >&2
         return 1
     fi
-    for script in schema.sql generate.sql constraints.sql; do
+    for script in schema.sql ../generate_helpers.sql generate.sql constraints.sql; do
         if [[ ! -r "$dir/$script" ]]; then
-            echo "jobboard sample: $dir/$script is missing. Fix: mount include/examples/jobboard at $dir." >&2
+            echo "jobboard sample: $dir/$script is missing. Fix: mount include/examples/jobboard at $dir and include/examples/generate_helpers.sql beside it." >&2
             return 1
         fi
     done
@@ -37,6 +39,7 @@ jobboard_sample() (
         --username "${POSTGRES_USER:-postgres}" --dbname "${POSTGRES_DB:-${POSTGRES_USER:-postgres}}" \
         --set jobboard_rows="$rows" \
         --set schema_sql="$dir/schema.sql" \
+        --set generate_helpers="$dir/../generate_helpers.sql" \
         --set generate_sql="$dir/generate.sql" \
         --set constraints_sql="$dir/constraints.sql" <<'SQL'
 BEGIN;
@@ -102,6 +105,7 @@ FROM shares WHERE pos = (SELECT max(pos) FROM shares);
 SELECT count(set_config('dbsplit.' || tbl, n::text, true)) AS tables_sized FROM jobboard_counts;
 
 \i :schema_sql
+\i :generate_helpers
 \i :generate_sql
 \i :constraints_sql
 

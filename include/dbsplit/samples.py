@@ -1,8 +1,8 @@
 """Sample monoliths: create, fill, count and fingerprint the example databases of include/examples/<name>/.
 
 A sample is three SQL scripts run in one transaction: schema.sql (tables), generate.sql (data, made
-server-side with generate_series from the counts in the settings dbsplit.<table>) and constraints.sql
-(foreign keys and indexes). The data depends only on the requested row count, so the same count gives
+server-side with generate_series from the counts in the settings dbsplit.<table>, with the helpers of
+include/examples/generate_helpers.sql run just before it) and constraints.sql (foreign keys and indexes). The data depends only on the requested row count, so the same count gives
 the same bytes on any server and PostgreSQL version.
 
 The size distribution of a sample (rows per table for a requested total) is JOBBOARD below for
@@ -24,6 +24,7 @@ from dbsplit.errors import DbsplitError
 
 SAMPLES_DIR = Path(__file__).resolve().parents[1] / "examples"
 SCRIPTS = ("schema.sql", "generate.sql", "constraints.sql")
+GENERATE_HELPERS = SAMPLES_DIR / "generate_helpers.sql"   # pg_temp functions every generate.sql uses
 MIN_ROWS = 1_000
 
 # Per table: (share of all rows, minimum rows). The last table takes what the others leave.
@@ -144,6 +145,8 @@ def create_sample(conninfo: str, name: str = "jobboard", rows: int | None = None
         for table, count in counts.items():
             conn.execute("SELECT set_config(%s, %s, true)", (count_setting(table), str(count)))
         for script in SCRIPTS:
+            if script == "generate.sql":
+                conn.execute(GENERATE_HELPERS.read_bytes())
             conn.execute((SAMPLES_DIR / name / script).read_bytes())
         tables = sql.SQL(", ").join(table_identifier(t) for t in counts)
         conn.execute(sql.SQL("ANALYZE {}").format(tables))
