@@ -43,7 +43,7 @@ import psycopg
 from psycopg import sql
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from transform_path import server_url  # noqa: E402  (one way to pick the bench server)
+from transform_path import raw_copy, server_url  # noqa: E402  (the bench server, the raw COPY baseline)
 
 SRC_DB, DST_DB = "dbsplit_bench_resync_src", "dbsplit_bench_resync_dst"
 SOURCE_DDL = """
@@ -121,21 +121,10 @@ def prepare(server: str, rows: int) -> tuple[str, str]:
 
 def full_load_raw(src: str, dst: str) -> float:
     """Raw binary COPY of the whole source table into a fresh target table with its primary key."""
-    from dbsplit.move.copy import source_connection
-
     with psycopg.connect(dst, autocommit=True) as d:
         d.execute("DROP TABLE IF EXISTS events CASCADE")
         d.execute(TARGET_DDL.format(name="events"))
-    with source_connection(src) as s, psycopg.connect(dst) as d:
-        t0 = time.perf_counter()
-        with s.cursor() as sc, d.cursor() as dc:
-            with sc.copy("COPY events TO STDOUT (FORMAT binary)") as cin, \
-                    dc.copy("COPY events FROM STDIN (FORMAT binary)") as cout:
-                for block in cin:
-                    cout.write(block)
-        d.commit()
-        s.rollback()
-        return time.perf_counter() - t0
+    return raw_copy(src, dst, "events", "events")
 
 
 def full_load_dbsplit(src: str, dst: str, chunk_rows: int = 100_000, workers: int = 2) -> float:

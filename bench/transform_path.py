@@ -105,22 +105,28 @@ def prepare(server: str, rows: int) -> tuple[str, str]:
 # ----------------------------------------------------------------------------------------- children
 
 
-def child_raw(src: str, dst: str, _chunk: int) -> dict:
+def raw_copy(src: str, dst: str, source: str, target: str) -> float:
+    """Seconds of one raw binary COPY stream from the source table into the (empty) target table."""
     from dbsplit.move.copy import source_connection
 
     with source_connection(src) as s, psycopg.connect(dst) as d:
-        d.execute("TRUNCATE orders_raw")
-        d.commit()
         t0 = time.perf_counter()
         with s.cursor() as sc, d.cursor() as dc:
-            with sc.copy("COPY orders TO STDOUT (FORMAT binary)") as cin, \
-                    dc.copy("COPY orders_raw FROM STDIN (FORMAT binary)") as cout:
+            with sc.copy(sql.SQL("COPY {} TO STDOUT (FORMAT binary)").format(sql.Identifier(source))) as cin, \
+                    dc.copy(sql.SQL("COPY {} FROM STDIN (FORMAT binary)").format(sql.Identifier(target))) as cout:
                 for block in cin:
                     cout.write(block)
         d.commit()
         s.rollback()
-        return {"seconds": time.perf_counter() - t0,
-                "rows": d.execute("SELECT count(*) FROM orders_raw").fetchone()[0]}
+        return time.perf_counter() - t0
+
+
+def child_raw(src: str, dst: str, _chunk: int) -> dict:
+    with psycopg.connect(dst, autocommit=True) as d:
+        d.execute("TRUNCATE orders_raw")
+    seconds = raw_copy(src, dst, "orders", "orders_raw")
+    with psycopg.connect(dst) as d:
+        return {"seconds": seconds, "rows": d.execute("SELECT count(*) FROM orders_raw").fetchone()[0]}
 
 
 def child_transformed(src: str, dst: str, chunk: int) -> dict:
