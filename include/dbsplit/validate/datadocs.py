@@ -66,7 +66,7 @@ def build_data_docs(result_json: dict[str, Any], out_dir: Path) -> Path:
         elif target.exists():
             target.unlink()
 
-    from dbsplit.validate.gx_checks import _import_gx
+    from dbsplit.validate.gx_checks import _import_gx, ephemeral_context
 
     gx, _, _ = _import_gx()
     from great_expectations.core.expectation_validation_result import ExpectationSuiteValidationResultSchema
@@ -79,7 +79,7 @@ def build_data_docs(result_json: dict[str, Any], out_dir: Path) -> Path:
 
     doc = _safe_names(result_json)
     result = ExpectationSuiteValidationResultSchema().load(doc)
-    context = _docs_context(gx)
+    context = ephemeral_context(gx)   # the site builder above writes the only files
     run = doc.get("meta", {}).get("run_id") or {}
     key = ValidationResultIdentifier(
         expectation_suite_identifier=ExpectationSuiteIdentifier(doc["suite_name"]),
@@ -113,20 +113,6 @@ def build_data_docs(result_json: dict[str, Any], out_dir: Path) -> Path:
     return index
 
 
-def _docs_context(gx: Any) -> Any:
-    """An in-memory context without sites of its own (the site builder above writes the only files)."""
-    from great_expectations.data_context.types.base import (
-        DataContextConfig,
-        InMemoryStoreBackendDefaults,
-        ProgressBarsConfig,
-    )
-
-    config = DataContextConfig(
-        store_backend_defaults=InMemoryStoreBackendDefaults(init_temp_docs_sites=False),
-        analytics_enabled=False,
-        progress_bars=ProgressBarsConfig(globally=False, metric_calculations=False),
-    )
-    return gx.get_context(mode="ephemeral", project_config=config)
 
 
 def _add_suite_for_docs(gx: Any, context: Any, doc: dict[str, Any]) -> None:

@@ -267,25 +267,29 @@ def _import_gx() -> tuple[Any, Any, Any]:
     return gx, gxe, sa
 
 
-def _context(gx: Any, conninfo: str) -> Any:
-    """An in-memory context: no files, no docs site, no progress bars, no analytics."""
+def ephemeral_context(gx: Any, runtime_environment: dict[str, str] | None = None) -> Any:
+    """An in-memory GX context: no files, no docs site, no progress bars, no analytics."""
     from great_expectations.data_context.types.base import (
         DataContextConfig,
         InMemoryStoreBackendDefaults,
         ProgressBarsConfig,
     )
 
-    from dbsplit.conn import sqlalchemy_url
-
     config = DataContextConfig(
         store_backend_defaults=InMemoryStoreBackendDefaults(init_temp_docs_sites=False),
         analytics_enabled=False,
         progress_bars=ProgressBarsConfig(globally=False, metric_calculations=False),
     )
-    # The URL travels as a config variable: PostgresDatasource would reject a socket URL without
-    # host as connection_string, and a variable's value is not searched for further ${...}/$VAR.
-    return gx.get_context(mode="ephemeral", project_config=config,
-                          runtime_environment={_URL_VARIABLE: sqlalchemy_url(conninfo)})
+    return gx.get_context(mode="ephemeral", project_config=config, runtime_environment=runtime_environment)
+
+
+def _context(gx: Any, conninfo: str) -> Any:
+    """ephemeral_context with the database URL as a config variable: PostgresDatasource would reject a
+    socket URL without host as connection_string, and a variable's value is not searched for further
+    ${...}/$VAR."""
+    from dbsplit.conn import sqlalchemy_url
+
+    return ephemeral_context(gx, {_URL_VARIABLE: sqlalchemy_url(conninfo)})
 
 
 def _connect_args(conninfo: str, schema: str) -> dict[str, str]:
