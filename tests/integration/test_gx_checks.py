@@ -136,6 +136,29 @@ def test_duplicate_compound_key_fails(db: str) -> None:
     assert [o.expectation for o in result.outcomes if not o.success] == [COMPOUND_UNIQUE]
 
 
+def test_a_primary_key_on_the_key_columns_stands_for_the_duplicate_scan(db: str) -> None:
+    columns = [("Order Id", "int"), ("Line", "int"), ("Name", "text"), ("name", "text")]
+    make_table(db, SCHEMA, TABLE, columns, order_lines(12))
+    with psycopg.connect(db, autocommit=True) as conn:
+        conn.execute(sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} PRIMARY KEY ({}, {})").format(
+            sql.Identifier(SCHEMA, TABLE), sql.Identifier("lines Pk"), sql.Identifier("Line"), sql.Identifier("Order Id")))
+
+    result = validate_table(db, SCHEMA, TABLE, expected_rows=12, key_columns=["Order Id", "Line"])
+
+    unique = outcome(result, COMPOUND_UNIQUE, "Order Id, Line")
+    assert (unique.success, unique.observed) == (True, 0)
+    assert "guaranteed by the primary key lines Pk" in unique.details
+    assert outcome(result, NOT_NULL, "Order Id").success and result.success
+    # a primary key on other columns proves nothing about these: GX scans and finds the duplicates
+    scanned = validate_table(db, SCHEMA, TABLE, expected_rows=12, key_columns=["Order Id"])
+    assert outcome(scanned, UNIQUE, "Order Id").observed == 12 and not scanned.success
+    assert "guaranteed" not in outcome(scanned, UNIQUE, "Order Id").details
+    # and without trusting it, GX scans the key too
+    again = validate_table(db, SCHEMA, TABLE, expected_rows=12, key_columns=["Order Id", "Line"], trust_primary_key=False)
+    assert outcome(again, COMPOUND_UNIQUE, "Order Id, Line").success
+    assert "guaranteed" not in outcome(again, COMPOUND_UNIQUE, "Order Id, Line").details
+
+
 def test_null_in_not_null_column_fails(db: str) -> None:
     rows = order_lines(20)
     rows[5] = (rows[5][0], rows[5][1], None, "lower-case column is not checked")

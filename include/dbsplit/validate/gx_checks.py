@@ -111,14 +111,17 @@ class TableValidation:
 
 
 def validate_table(conninfo: str, schema: str, table: str, *, expected_rows: int,
-                   key_columns: Sequence[str], not_null_columns: Sequence[str] = ()) -> TableValidation:
+                   key_columns: Sequence[str], not_null_columns: Sequence[str] = (),
+                   trust_primary_key: bool = True) -> TableValidation:
     """Check a loaded table with GX: row count == expected_rows, key unique and not null, columns not null.
 
     conninfo is a libpq conninfo string or URL of the database holding the table. Names are exact
     (case, spaces and quotes are kept; nothing is folded). An empty key_columns means the table has
-    no key: the uniqueness check is left out. Data failures are returned (success False, see
-    summary()); an error of GX or the database (missing table or column, connection refused, SQL
-    error) raises DataCheckFailed naming the table.
+    no key: the uniqueness check is left out. When the table's PRIMARY KEY is exactly the key columns
+    (and trust_primary_key), the server already guarantees uniqueness: the outcome names the constraint
+    and GX does not scan for duplicates (half of GX's time on a large table). Data failures are
+    returned (success False, see summary()); an error of GX or the database (missing table or column,
+    connection refused, SQL error) raises DataCheckFailed naming the table.
     """
     if isinstance(key_columns, str) or isinstance(not_null_columns, str):
         raise TypeError("key_columns and not_null_columns must be sequences of column names, not a string")
@@ -128,6 +131,9 @@ def validate_table(conninfo: str, schema: str, table: str, *, expected_rows: int
     not_null = list(dict.fromkeys([*keys, *not_null_columns]))
     where = _qualified(schema, table)
     started = time.perf_counter()
+    enforced = primary_key_on(conninfo, schema, table, keys) if keys and trust_primary_key else None
+    if enforced:
+        keys = []
 
     try:
         with table_batch(conninfo, schema, table) as batch:
@@ -155,12 +161,33 @@ def validate_table(conninfo: str, schema: str, table: str, *, expected_rows: int
         if config.type in (UNIQUE, COMPOUND_UNIQUE) and samples:
             result["partial_unexpected_list"] = samples
         outcomes.append(_outcome(config.type, _column_label(config.kwargs), bool(r.success), result, config.kwargs))
+    if enforced:
+        outcomes.append(ExpectationOutcome(
+            UNIQUE if len(key_columns) == 1 else COMPOUND_UNIQUE, ", ".join(key_columns), True, 0,
+            f"guaranteed by the primary key {enforced} (a valid unique index on these columns): no duplicate can exist"))
     outcomes.sort(key=lambda o: _ORDER.get(o.expectation, len(_ORDER)))
     validation = TableValidation(schema=schema, table=table, success=all(o.success for o in outcomes),
                                  outcomes=outcomes)
     log.info("GX checked %s in %.2f s: %d of %d expectations passed", where, time.perf_counter() - started,
              sum(o.success for o in outcomes), len(outcomes))
     return validation
+
+
+def primary_key_on(conninfo: str, schema: str, table: str, keys: Sequence[str]) -> str | None:
+    """The name of the table's PRIMARY KEY constraint when its valid, immediate index covers exactly
+    the key columns (in any order), else None (also when the table does not exist: GX reports that)."""
+    import psycopg
+
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT k.conname, array_agg(a.attname::text ORDER BY a.attname) FROM pg_constraint k"
+            " JOIN pg_index i ON i.indexrelid = k.conindid"
+            " JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey)"
+            " WHERE k.contype = 'p' AND k.conrelid = (SELECT c.oid FROM pg_class c JOIN pg_namespace n"
+            "  ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relname = %s)"
+            " AND i.indisvalid AND i.indimmediate AND i.indexprs IS NULL AND i.indpred IS NULL"
+            " AND 0 <> ALL (i.indkey) GROUP BY k.conname", (schema, table)).fetchone()
+    return row[0] if row and sorted(row[1]) == sorted(keys) else None
 
 
 @dataclass
