@@ -14,11 +14,11 @@ pytestmark = pytest.mark.integration
 DDL = """
 CREATE TYPE mood AS ENUM ('sad', 'ok', 'happy');
 CREATE TABLE t (id int PRIMARY KEY, n numeric, j jsonb, f float8, i interval, m mood, s text, b bytea,
-                ts timestamptz, arr int[], js json);
+                ts timestamptz, arr int[], js json, d numeric(8,2));
 INSERT INTO t VALUES
-  (1, 1.0, '{"a": 1.0}', 0, '1 day', 'ok', 'Abc', '\\x00ff', '2024-01-01 10:00+00', '{1,2}', '{"x": 1}'),
-  (2, NULL, NULL, NULL, NULL, NULL, '', NULL, NULL, NULL, NULL),
-  (3, 2.50, '[1, "two"]', 'NaN', '-3 hours', 'happy', 'x, "y"', '\\x', '1999-12-31 23:59:59.5+01', '{}', '[]');
+  (1, 1.0, '{"a": 1.0}', 0, '1 day', 'ok', 'Abc', '\\x00ff', '2024-01-01 10:00+00', '{1,2}', '{"x": 1}', 1.5),
+  (2, NULL, NULL, NULL, NULL, NULL, '', NULL, NULL, NULL, NULL, NULL),
+  (3, 2.50, '[1, "two"]', 'NaN', '-3 hours', 'happy', 'x, "y"', '\\x', '1999-12-31 23:59:59.5+01', '{}', '[]', -0.01);
 """
 CHANGES = [
     "UPDATE t SET n = 1.00 WHERE id = 1",
@@ -29,8 +29,10 @@ CHANGES = [
     "UPDATE t SET s = 'abc' WHERE id = 1",
     "UPDATE t SET s = NULL WHERE id = 2",
     """UPDATE t SET js = '{"x":1}' WHERE id = 1""",
+    "UPDATE t SET d = 1.51 WHERE id = 1",
+    "UPDATE t SET d = 0 WHERE id = 3",
 ]
-COLS = ["id", "n", "j", "f", "i", "m", "s", "b", "ts", "arr", "js"]
+COLS = ["id", "n", "j", "f", "i", "m", "s", "b", "ts", "arr", "js", "d"]
 REL = sql.Identifier("public", "t")
 
 
@@ -72,6 +74,13 @@ def test_same_rows_same_checksum_and_every_change_is_seen(pair, method) -> None:
 def _in_transaction(conn: psycopg.Connection, method: str) -> checksums.Checksum:
     exprs = checksums.hash_columns(conn, REL, COLS) if method == checksums.HASH64 else checksums.columns(COLS)
     return checksums.chunk_checksum(conn, REL, exprs, None, method)
+
+
+def test_numeric_with_a_declared_scale_is_hashed_as_is(pair) -> None:
+    """numeric(p, s) stores every value at scale s, so its hash is exact: no text cast per row."""
+    with psycopg.connect(pair[0]) as conn:
+        exprs = dict(zip(COLS, (e.as_string(conn) for e in checksums.hash_columns(conn, REL, COLS))))
+    assert exprs["d"] == '"d"' and exprs["n"] == '"n"::text' and exprs["j"] == '"j"::text'
 
 
 def test_stored_form_names_the_method() -> None:

@@ -5,8 +5,9 @@ A row's fingerprint is, by method:
           PostgreSQL version, and what the transformed path reproduces in Python (validate/row_text.py);
   hash64  hash_record_extended(ROW(...), 0) (PostgreSQL 14 and later on both sides, about three
           times cheaper): columns whose hash is not their exact value or differs between databases
-          (numeric and jsonb equal at another scale, floats, intervals, enums by OID, types without
-          a hash) are hashed as their text, text-like columns under the "C" collation.
+          (numeric without a declared scale and jsonb equal at another scale, floats, intervals,
+          enums by OID, types without a hash) are hashed as their text, text-like columns under the
+          "C" collation; numeric(p, s) is hashed as is (every value has scale s, so equal is exact).
 A chunk's checksum is the row count plus the sum of its rows' fingerprints. Sums are
 order-independent and additive, so chunks add up to the table. A mismatch is located to its chunk,
 then to its rows by comparing per-row md5 fingerprints of that chunk only.
@@ -67,15 +68,15 @@ _TEXT_LIKE = {"text", "varchar", "bpchar", "name"}
 
 def hash_columns(conn: psycopg.Connection, relation: sql.Composable, names: Sequence[str]) -> list[sql.Composable]:
     """Column expressions for the hash64 fingerprint of relation's columns `names` (see the module doc)."""
-    types = dict(conn.execute(
+    types = {name: (kind, typmod) for name, kind, typmod in conn.execute(
         "SELECT a.attname, CASE WHEN t.typnamespace = 'pg_catalog'::regnamespace AND t.typtype = 'b'"
-        " THEN t.typname::text END FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid"
+        " THEN t.typname::text END, a.atttypmod FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid"
         " WHERE a.attrelid = %s::regclass AND a.attnum > 0 AND NOT a.attisdropped",
-        [relation.as_string(conn)]).fetchall())
+        [relation.as_string(conn)])}
     out: list[sql.Composable] = []
     for n in names:
-        col, kind = sql.Identifier(n), types.get(n)
-        if kind in _HASHED_AS_IS:
+        col, (kind, typmod) = sql.Identifier(n), types.get(n, (None, -1))
+        if kind in _HASHED_AS_IS or (kind == "numeric" and typmod >= 0):   # numeric(p, s): one scale for all
             out.append(col)
         elif kind in _TEXT_LIKE:
             out.append(sql.SQL('{}::text COLLATE "C"').format(col))
@@ -113,15 +114,19 @@ def checksums_by_chunk(conn: psycopg.Connection, relation: sql.Composable, exprs
     """Checksum of every chunk of a relation in one scan (the relation needs the chunks' key columns).
 
     The planner cannot estimate how many chunks the CASE yields and would sort every row to group
-    them (measured: 2.5 s against 0.9 s for 1M rows): sorting is switched off for this query."""
+    them (measured: 2.5 s against 0.9 s for 1M rows): sorting is switched off for this query. It
+    scans with parallel workers when the server allows them (max_parallel_workers_per_gather): the
+    scan is CPU-bound (a hash per row) and the per-chunk sums combine exactly; the planner's default
+    costs keep it serial (measured on 200k rows: 0.23 s serial, 0.13 s with one worker)."""
     query = sql.SQL(
         "SELECT c, count(*), sum(fp)::text FROM (SELECT {case} AS c, {fp} AS fp FROM {rel}) s GROUP BY c"
     ).format(case=_chunk_case(chunks, key), fp=fingerprint(exprs, method), rel=relation)
+    settings = {"enable_sort": "off", "parallel_setup_cost": "0", "parallel_tuple_cost": "0"}
     with conn.transaction():
-        before = conn.execute("SELECT current_setting('enable_sort')").fetchone()[0]
-        conn.execute("SELECT set_config('enable_sort', 'off', true)")
+        before = current_settings(conn, list(settings))
+        set_local(conn, settings)
         found = {c: Checksum(n, total) for c, n, total in conn.execute(query)}
-        conn.execute("SELECT set_config('enable_sort', %s, true)", [before])
+        set_local(conn, before)
     return {c.index: found.get(c.index, Checksum(0, "0")) for c in chunks}
 
 
@@ -151,7 +156,11 @@ TEXT_OUTPUT_SETTINGS = ("DateStyle", "IntervalStyle", "extra_float_digits", "byt
 
 def session_settings(conn: psycopg.Connection, money: bool = False) -> dict[str, str]:
     """The values in force in conn's session of the settings that change output text."""
-    names = list(TEXT_OUTPUT_SETTINGS) + (["lc_monetary"] if money else [])
+    return current_settings(conn, list(TEXT_OUTPUT_SETTINGS) + (["lc_monetary"] if money else []))
+
+
+def current_settings(conn: psycopg.Connection, names: Sequence[str]) -> dict[str, str]:
+    """The values in force in conn's session of these settings."""
     row = conn.execute(sql.SQL("SELECT {}").format(sql.SQL(", ").join(
         sql.SQL("current_setting({})").format(sql.Literal(n)) for n in names))).fetchone()
     return dict(zip(names, row))
