@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import time
 from dataclasses import dataclass
 from typing import Any, Sequence
@@ -10,6 +11,7 @@ import psycopg
 from psycopg import IsolationLevel, sql
 
 BUFFER = 1 << 20
+JOIN_MESSAGES = 2048   # COPY TO messages (rows) joined per write
 
 
 @dataclass(frozen=True)
@@ -33,11 +35,15 @@ def select_sql(schema: str, table: str, columns: Sequence[str]) -> sql.Composed:
 
 
 def extract_to_file(conn: psycopg.Connection, query: sql.Composable, path: Any) -> CopyResult:
-    """Stream `COPY (query) TO STDOUT (FORMAT binary)` into path (anything with .open('wb'))."""
+    """Stream `COPY (query) TO STDOUT (FORMAT binary)` into path (anything with .open('wb')).
+
+    The server sends a message per row; JOIN_MESSAGES of them are joined by C loops (islice and
+    bytes.join) before each write, instead of a Python step and a write call per row."""
     start, size = time.perf_counter(), 0
     with conn.cursor() as cur, path.open("wb") as out:
         with cur.copy(sql.SQL("COPY ({}) TO STDOUT (FORMAT binary)").format(query)) as copy:
-            for data in copy:
+            messages = iter(copy)
+            while data := b"".join(itertools.islice(messages, JOIN_MESSAGES)):
                 out.write(data)
                 size += len(data)
         rows = cur.rowcount
