@@ -36,3 +36,12 @@ class SourceSchemaError(DbsplitError):
 
 class DataCheckFailed(DbsplitError):
     """A validation of migrated data failed; the message summarises every failed check."""
+
+
+class RejectLimitExceeded(DbsplitError):
+    """More rows were rejected than allowed; the chunk's loaded rows are rolled back to its savepoint.
+    rejects: the move.transform.Reject records found so far."""
+
+    def __init__(self, message: str, rejects: list) -> None:
+        super().__init__(message)
+        self.rejects = rejects

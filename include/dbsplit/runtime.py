@@ -23,7 +23,7 @@ import psycopg
 from psycopg import sql
 
 from dbsplit import catalog, conn, ddl, provision, resolve, staging, state
-from dbsplit.errors import DataCheckFailed
+from dbsplit.errors import DataCheckFailed, RejectLimitExceeded
 from dbsplit.reports import evidence
 from dbsplit.move import copy
 from dbsplit.validate import checksums
@@ -233,7 +233,13 @@ def load(service: dict[str, Any], transformed: dict[str, Any], run_id: str) -> d
                                  transformed.get("source_checksum"), run_id):
             log.info("%s: already loaded (a concurrent or earlier attempt), skipped", transformed["label"])
             return {"label": transformed["label"], "skipped": True, "rows": 0}
-        rows, size, seconds, rejects = _copy_into_staging(tgt, rt, stg, path)
+        try:
+            rows, size, seconds, rejects = _copy_into_staging(tgt, rt, stg, path)
+        except RejectLimitExceeded as exc:
+            # this chunk alone rejects more rows than the table may: its checkpoint fails whatever the
+            # other rows do, so isolating each further reject (a COPY retry each) is not worth hours
+            log.warning("%s: %s; isolation stopped there and the chunk's rows were not loaded", transformed["label"], exc)
+            rows, size, seconds, rejects = 0, 0, 0.0, list(exc.rejects)
         state.complete_chunk(tgt, chunk["load_id"], chunk["index"], rows, size, seconds)
         state.record_rejects(tgt, chunk["load_id"], chunk["index"], rejects)
         _fault_point(f"load:{rt.target_table}:{_count_load(rt.target_table)}")
@@ -250,7 +256,7 @@ def _copy_into_staging(tgt: psycopg.Connection, rt: ResolvedTable, stg: str, pat
         return result.rows, result.bytes, result.seconds, []
     from dbsplit.move import transform as tx
 
-    stats = tx.load_chunk(tgt, staging.STAGING, stg, rt, path)
+    stats = tx.load_chunk(tgt, staging.STAGING, stg, rt, path, max_rejects=rt.max_rejected_rows)
     return stats.rows, getattr(stats, "bytes", 0), stats.seconds, list(stats.rejects)
 
 
@@ -399,7 +405,8 @@ def suite_path(plan_path: str, relative: str) -> Path:
 def _rejects_outcome(rt: ResolvedTable, rejects: int) -> dict[str, Any]:
     ok = rejects <= rt.max_rejected_rows
     return {"expectation": REJECTS, "column": None, "success": ok, "observed": rejects,
-            "details": f"{rejects} row(s) rejected (see _dbsplit.rejects), at most {rt.max_rejected_rows} allowed"}
+            "details": f"{rejects} row(s) rejected (see _dbsplit.rejects), at most {rt.max_rejected_rows} allowed"
+                       + ("" if ok else "; a chunk stops isolating rejects past that limit and is not loaded")}
 
 
 def _checksum_outcome(service: dict[str, Any], rt: ResolvedTable, load_id: int, plan: list[Chunk]) -> dict[str, Any]:

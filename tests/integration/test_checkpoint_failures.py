@@ -87,9 +87,20 @@ def test_duplicate_keys_are_rejected_and_fail_the_checkpoint(world) -> None:
         reasons = [r[0] for r in conn.execute("SELECT DISTINCT reason FROM _dbsplit.rejects")]
         [ev] = [e for e in runtime.state.latest_evidence(conn) if e.run_id == "r1"]
     assert any("duplicate key" in r for r in reasons), reasons
+    # every row after the first ten is a duplicate: with 0 rejects allowed, each chunk stops isolating
+    # them after the first (one COPY retry per reject would take hours on a large chunk of bad rows)
+    assert ev.target_rows == 0, ev.target_rows
+    [limit] = [c for c in ev.checks if c["expectation"] == runtime.REJECTS]
+    assert limit["observed"] == len(ev_chunks(dbs["jobboard_users"])) and "is not loaded" in limit["details"], limit
     # a custom function returns input text, not the target's output text: no content checksum, said so
     [check] = [c for c in ev.checks if c["expectation"] == runtime.CHECKSUM]
     assert check["success"] and check["details"].startswith("not computed: custom function"), check
+
+
+def ev_chunks(target: str) -> list[int]:
+    """The chunk indexes of the users table's load of run r1."""
+    with psycopg.connect(target) as conn:
+        return [r[0] for r in conn.execute("SELECT chunk_index FROM _dbsplit.chunks WHERE run_id = 'r1'")]
 
 
 def test_user_suite_expectation_failure_names_expectation_and_observed_value(world) -> None:

@@ -68,7 +68,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from psycopg import sql
 
-from dbsplit.errors import DbsplitError
+from dbsplit.errors import DbsplitError, RejectLimitExceeded  # noqa: F401  (raised by load_chunk)
 from dbsplit.move import arrow_io, wire
 from dbsplit.resolved import ColumnMap, ResolvedTable
 from dbsplit.validate import row_text
@@ -83,14 +83,6 @@ _FATAL_STATES = {"22P04", "22P03"}   # bad COPY file format, invalid binary repr
 
 class TransformError(DbsplitError):
     """A chunk cannot be moved as planned (plan or custom-function error, not a row's fault)."""
-
-
-class RejectLimitExceeded(DbsplitError):
-    """More rows were rejected than allowed; the chunk's loaded rows are rolled back to its savepoint."""
-
-    def __init__(self, message: str, rejects: list["Reject"]):
-        super().__init__(message)
-        self.rejects = rejects
 
 
 @dataclass(frozen=True)
