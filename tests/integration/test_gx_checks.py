@@ -217,6 +217,13 @@ def test_missing_schema_raises_and_says_so(db: str) -> None:
         validate_table(db, "Nowhere", "t", expected_rows=0, key_columns=["id"])
 
 
+def test_a_database_that_does_not_answer_raises_naming_the_table(db: str) -> None:
+    gone = psycopg.conninfo.make_conninfo(db, dbname="dbsplit_no_such_database")
+    with pytest.raises(DataCheckFailed) as raised:
+        validate_table(gone, "public", "t", expected_rows=0, key_columns=["id"])
+    assert str(raised.value).startswith('"public"."t": ') and "dbsplit_no_such_database" in str(raised.value)
+
+
 def test_missing_column_raises(db: str) -> None:
     make_table(db, SCHEMA, TABLE, ORDER_LINES, order_lines(3))
 

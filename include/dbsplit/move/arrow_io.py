@@ -115,7 +115,6 @@ class _CopyStream(io.RawIOBase):
         return n
 
 
-
 def _csv_options(names: Sequence[str]) -> tuple[pcsv.ReadOptions, pcsv.ParseOptions, pcsv.ConvertOptions]:
     read = pcsv.ReadOptions(column_names=list(names), block_size=COPY_BATCH_BYTES, use_threads=False)
     parse = pcsv.ParseOptions(newlines_in_values=True, ignore_empty_lines=False, double_quote=True)

@@ -131,11 +131,11 @@ def validate_table(conninfo: str, schema: str, table: str, *, expected_rows: int
     not_null = list(dict.fromkeys([*keys, *not_null_columns]))
     where = _qualified(schema, table)
     started = time.perf_counter()
-    enforced = primary_key_on(conninfo, schema, table, keys) if keys and trust_primary_key else None
-    if enforced:
-        keys = []
 
     try:
+        enforced = primary_key_on(conninfo, schema, table, keys) if keys and trust_primary_key else None
+        if enforced:
+            keys = []
         with table_batch(conninfo, schema, table) as batch:
             results = _run(batch.gx, batch.context, batch.batch_definition, "checks",
                            _expectations(batch.gxe, expected_rows, keys, not_null), _COUNTS_ONLY)
