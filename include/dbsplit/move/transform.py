@@ -68,7 +68,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from psycopg import sql
 
-from dbsplit.errors import DbsplitError, RejectLimitExceeded  # noqa: F401  (raised by load_chunk)
+from dbsplit.errors import DbsplitError, RejectLimitExceeded
 from dbsplit.move import arrow_io, wire
 from dbsplit.resolved import ColumnMap, ResolvedTable
 from dbsplit.validate import row_text

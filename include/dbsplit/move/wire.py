@@ -25,6 +25,7 @@ import pyarrow.compute as pc
 from psycopg import sql
 
 from dbsplit.move import arrow_io
+from dbsplit.move.copy import joined_messages
 
 FIRST_NORMAL_OID = 16384   # OIDs below are built in: the same in every database of every server version
 
@@ -333,7 +334,7 @@ def copy_text_to_file(conn: psycopg.Connection, query: sql.Composable, path: Any
     start, size = time.perf_counter(), 0
     with arrow_io.text_settings(conn), conn.cursor() as cur, path.open("wb") as out:
         with cur.copy(sql.SQL("COPY ({}) TO STDOUT").format(query)) as copy:
-            for data in copy:
+            for data in joined_messages(copy):
                 out.write(data)
                 size += len(data)
         rows = cur.rowcount
