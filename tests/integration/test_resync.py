@@ -570,3 +570,51 @@ def test_service_resync_keeps_foreign_keys_between_its_tables(make_db) -> None:
     assert all(r.upserted == 0 and r.deleted == 0 and not r.conflicts for r in third.values())
     for t in tables:
         assert_key_table_consistent(source, target, t)
+
+
+def tracking_triggers(conninfo: str) -> dict[str, tuple[str, str]]:
+    """Tracking trigger name: (enabled, xmin of its catalog row: an ALTER TABLE ... TRIGGER changes it)."""
+    with psycopg.connect(conninfo) as c:
+        return {n: (e, x) for n, e, x in c.execute(
+            "SELECT tgname, tgenabled, xmin::text FROM pg_trigger WHERE tgrelid = 'items'::regclass"
+            " AND tgname LIKE 'dbsplit_track_%'")}
+
+
+def test_merge_switches_tracking_off_for_its_own_writes_only(items, pg_server_url: str) -> None:
+    """The owner's merge turns the tracking triggers off inside its transaction only; a role that may
+    write but not alter the table resyncs with the triggers on (quiet); either way a service's write
+    after the resync is logged again, and the resync's own writes never are."""
+    source, target = items
+    table = items_table()
+    sync(source, target, table)
+    before = tracking_triggers(target)
+    assert len(before) == 4 and {e for e, _ in before.values()} == {"O"}
+    change_items(source, 30_001, 3)
+    r = sync(source, target, table)
+    assert r.upserted and r.deleted and rows(target, "items") == rows(source, "items")
+    after = tracking_triggers(target)   # switched off and on again by the merge: enabled, new catalog rows
+    assert {e for e, _ in after.values()} == {"O"} and all(after[n][1] != before[n][1] for n in before)
+    role = f"t_writer_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(pg_server_url, autocommit=True) as c:
+        c.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(role)))
+    try:
+        with psycopg.connect(target, autocommit=True) as c:
+            for grant in ("GRANT USAGE ON SCHEMA public, _dbsplit TO {r}",
+                          "GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public, _dbsplit TO {r}",
+                          "GRANT USAGE ON ALL SEQUENCES IN SCHEMA _dbsplit TO {r}"):
+                c.execute(sql.SQL(grant).format(r=sql.Identifier(role)))
+        change_items(source, 40_001, 4)
+        r = sync(source, psycopg.conninfo.make_conninfo(target, user=role), table)
+        assert r.upserted and r.deleted and rows(target, "items") == rows(source, "items")
+        assert tracking_triggers(target) == after   # not its table to alter: left on, untouched
+    finally:
+        with psycopg.connect(target, autocommit=True) as c:
+            c.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
+        with psycopg.connect(pg_server_url, autocommit=True) as c:
+            c.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
+    with psycopg.connect(target) as c:
+        assert c.execute("SELECT count(*) FROM _dbsplit.target_changes").fetchone()[0] == 0
+        c.execute("UPDATE items SET name = 'by the service' WHERE id = 3")
+        c.commit()
+        assert c.execute("SELECT count(*) FROM _dbsplit.target_changes").fetchone()[0] == 1
+    assert sync(source, target, table).conflicts == ["3"]

@@ -23,10 +23,11 @@ One resync, in one read-only REPEATABLE READ snapshot of the source:
    "stop" raises DataCheckFailed with the keys before anything is changed. A recorded change that
    left the row equal to the source (a service writing the same change to both databases) is
    counted in skipped_conflicts, not reported.
-4. One target transaction (`SET LOCAL dbsplit.syncing = 'on'`, so the triggers stay quiet): delete,
-   then INSERT ... ON CONFLICT (key) DO UPDATE ... WHERE the row text differs (an unchanged row is
-   not rewritten: a resync without source changes writes nothing), update the key table, consume
-   the change log, record the sync state.
+4. One target transaction (the tracking triggers switched off inside it when the session owns the
+   table, else kept quiet by `SET LOCAL dbsplit.syncing = 'on'`): delete, then upsert the staged rows
+   (a MERGE on PostgreSQL 17+, else INSERT then UPDATE) where the row differs (an unchanged row is not
+   rewritten: a resync without source changes writes nothing), update the key table, consume the
+   change log, record the sync state.
 
 Several tables of one target database (a service's) are resynced together by resync_service, all in one
 source snapshot: steps 1-2 of each table, then steps 3-4 of all in one merge transaction (every table's
@@ -68,6 +69,7 @@ NEWKEYS = "dbsplit_newkeys"
 GONE = "dbsplit_gone"
 CONFLICTS = "dbsplit_conflicts"
 TRUNCATED = "(TRUNCATE)"
+MERGE_RETURNING_VERSION = 170000   # MERGE ... RETURNING merge_action()
 _TIME_TYPES = ("timestamp", "date")
 _INT_TYPES = ("smallint", "integer", "bigint")
 # key texts and fingerprints are made under these settings on both sides (timestamptz text depends on TimeZone)
@@ -283,6 +285,7 @@ def _merge(tgt: psycopg.Connection, runs: list[_Run], fks: list[sql.Composable])
         tgt.execute(sql.SQL("LOCK TABLE {} IN SHARE ROW EXCLUSIVE MODE").format(
             sql.SQL(", ").join(sorted((run.rel for run in runs), key=lambda r: r.as_string(tgt)))))
         waited = time.perf_counter() - t
+        switched = [run.rel for run in runs if resync_state.set_triggers_enabled(tgt, run.rel, False)]
         indexed = list(enumerate(runs))
         for phase, sequence in (("check", indexed), ("delete", indexed[::-1]), ("upsert", indexed)):
             for i, run in sequence:
@@ -291,6 +294,10 @@ def _merge(tgt: psycopg.Connection, runs: list[_Run], fks: list[sql.Composable])
                     run.steps["lock"] = round(waited, 4)
                 getattr(run, phase)()
                 _park(tgt, i)
+        if fks and switched:   # their checks now, as at commit: ALTER TABLE refuses tables with pending events
+            tgt.execute(sql.SQL("SET CONSTRAINTS {} IMMEDIATE").format(sql.SQL(", ").join(fks)))
+        for rel in switched:
+            resync_state.set_triggers_enabled(tgt, rel, True)
 
 
 _TEMPS = (STAGE, KEYSTAGE, KEYHASH, KEYHASH_LATE, ALLKEYS, ALLMAP, NEWKEYS, GONE, CONFLICTS)
@@ -629,34 +636,47 @@ class _Run:
         return all(c in live and live[c] == stage.get(c) for c in cols)
 
     def _upsert(self) -> tuple[int, int]:
-        """Staged rows into the target: an UPDATE of the rows that differ, then an INSERT of the new keys.
+        """Staged rows into the target; returns (inserted, updated).
 
         A row equal to the staged one is neither rewritten nor locked. Rows are compared by their binary
         images (record *=, as REFRESH MATERIALIZED VIEW CONCURRENTLY does: cheaper than their text and at
-        least as strict) when the staging table has the target's column types, else by their text. The
-        table lock keeps other writers out between the two statements."""
+        least as strict) when the staging table has the target's column types, else by their text. On
+        PostgreSQL 17 and later one MERGE probes each staged key once (RETURNING merge_action() tells
+        inserts from updates); before, an INSERT of the new keys, then an UPDATE of the rows that differ
+        (the table lock keeps other writers out between the two)."""
         cols = [cm.target for cm in self.table.columns]
         key = list(self.table.key)
         other = [c for c in cols if c not in key]
-        on = _eq(key, "d", key, "s")
-        updated = 0
-        if other:
-            # CAST: two bare ROW constructors would be compared column by column with the operator
-            drow = sql.SQL("CAST(ROW({}) AS record)").format(sql.SQL(", ").join(_ident(cols, "d")))
-            srow = sql.SQL("CAST(ROW({}) AS record)").format(sql.SQL(", ").join(_ident(cols, "s")))
-            differs = (sql.SQL("NOT ({} OPERATOR(pg_catalog.*=) {})").format(drow, srow) if self._same_types(cols) else
-                       sql.SQL("{}::text IS DISTINCT FROM {}::text").format(drow, srow))
-            updated = self.tgt.execute(sql.SQL(
-                "UPDATE {rel} AS d SET {sets} FROM pg_temp.{stage} s WHERE {on} AND {differs}").format(
-                rel=self.rel, sets=sql.SQL(", ").join(sql.SQL("{} = {}").format(sql.Identifier(c), sql.Identifier("s", c))
-                                                      for c in other),
-                stage=sql.Identifier(STAGE), on=on, differs=differs)).rowcount
+        parts = {"rel": self.rel, "stage": sql.Identifier(STAGE), "on": _eq(key, "d", key, "s"),
+                 "cols": sql.SQL(", ").join(_ident(cols)), "scols": sql.SQL(", ").join(_ident(cols, "s")),
+                 "skey": sql.SQL(", ").join(_ident(key, "s")), "differs": self._differs(cols),
+                 "sets": sql.SQL(", ").join(sql.SQL("{} = {}").format(sql.Identifier(c), sql.Identifier("s", c))
+                                            for c in other)}
+        if self.tgt.info.server_version >= MERGE_RETURNING_VERSION:
+            update = "WHEN MATCHED AND {differs} THEN UPDATE SET {sets} " if other else ""
+            inserted, updated = self.tgt.execute(sql.SQL(
+                "WITH m AS (MERGE INTO {rel} AS d USING pg_temp.{stage} AS s ON {on} " + update +
+                "WHEN NOT MATCHED THEN INSERT ({cols}) VALUES ({scols}) RETURNING merge_action() AS a)"
+                " SELECT count(*) FILTER (WHERE a = 'INSERT'), count(*) FILTER (WHERE a = 'UPDATE') FROM m").format(
+                **parts)).fetchone()
+            return inserted, updated
         inserted = self.tgt.execute(sql.SQL(
             "INSERT INTO {rel} ({cols}) SELECT {scols} FROM pg_temp.{stage} s WHERE NOT EXISTS"
-            " (SELECT 1 FROM {rel} d WHERE {on}) ORDER BY {skey}").format(
-            rel=self.rel, cols=sql.SQL(", ").join(_ident(cols)), scols=sql.SQL(", ").join(_ident(cols, "s")),
-            stage=sql.Identifier(STAGE), on=on, skey=sql.SQL(", ").join(_ident(key, "s")))).rowcount
+            " (SELECT 1 FROM {rel} d WHERE {on}) ORDER BY {skey}").format(**parts)).rowcount
+        if not other:
+            return inserted, 0
+        updated = self.tgt.execute(sql.SQL(
+            "UPDATE {rel} AS d SET {sets} FROM pg_temp.{stage} s WHERE {on} AND {differs}").format(**parts)).rowcount
         return inserted, updated
+
+    def _differs(self, cols: Sequence[str]) -> sql.Composable:
+        """Target row d differs from staged row s (see _upsert)."""
+        # CAST: two bare ROW constructors would be compared column by column with the operator
+        drow = sql.SQL("CAST(ROW({}) AS record)").format(sql.SQL(", ").join(_ident(cols, "d")))
+        srow = sql.SQL("CAST(ROW({}) AS record)").format(sql.SQL(", ").join(_ident(cols, "s")))
+        if self._same_types(cols):
+            return sql.SQL("NOT ({} OPERATOR(pg_catalog.*=) {})").format(drow, srow)
+        return sql.SQL("{}::text IS DISTINCT FROM {}::text").format(drow, srow)
 
     def _maintain_keys(self, gone: list[tuple[str, ...]]) -> None:
         """Key table = the source keys the target now holds (rebuilt, or updated by this run's changes)."""

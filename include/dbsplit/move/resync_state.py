@@ -33,6 +33,7 @@ from dbsplit.errors import DbsplitError
 
 SCHEMA = "_dbsplit"
 TRIGGER_PREFIX = "dbsplit_track_"
+TRACKED_EVENTS = ("ins", "upd", "del", "trunc")   # trigger name suffixes
 SYNCING_SETTING = "dbsplit.syncing"
 _DDL_LOCK = 0x64627370   # advisory lock key ("dbsp") serialising this module's DDL across sessions
 RESYNC_LOCK_CLASS = 0x64627372   # advisory lock class of one table's resync (objid = table OID)
@@ -169,7 +170,7 @@ def install_triggers(conn: psycopg.Connection, schema: str, table: str, key: Seq
     """(Re)create the four statement triggers that log target-side changes (inside the caller's transaction)."""
     rel = sql.Identifier(schema, table)
     args = sql.SQL(", ").join(sql.Literal(a) for a in [f"{schema}.{table}", *key])
-    for suffix in ("ins", "upd", "del", "trunc"):
+    for suffix in TRACKED_EVENTS:
         conn.execute(sql.SQL("DROP TRIGGER IF EXISTS {} ON {}").format(sql.Identifier(TRIGGER_PREFIX + suffix), rel))
     specs = [
         ("ins", "INSERT", "REFERENCING NEW TABLE AS new_rows"),
@@ -181,6 +182,23 @@ def install_triggers(conn: psycopg.Connection, schema: str, table: str, key: Seq
         conn.execute(sql.SQL("CREATE TRIGGER {} AFTER {} ON {} {} FOR EACH STATEMENT "
                              "EXECUTE FUNCTION _dbsplit.record_target_change({})").format(
             sql.Identifier(TRIGGER_PREFIX + suffix), sql.SQL(event), rel, sql.SQL(referencing), args))
+
+
+def set_triggers_enabled(conn: psycopg.Connection, rel: sql.Composable, enabled: bool) -> bool:
+    """Inside the merge transaction, with the table locked SHARE ROW EXCLUSIVE (the lock ALTER TABLE ...
+    TRIGGER takes): switch the change-tracking triggers off for the resync's own writes, which would
+    otherwise fill their transition tables (old and new image of every row) only to be ignored, and back
+    on before the commit, so that no other session ever sees them off. False, and nothing changed, when
+    the session may not alter the table (not its owner): the triggers then stay on, quiet as before."""
+    action = sql.SQL("ENABLE" if enabled else "DISABLE")
+    try:
+        with conn.transaction():
+            for suffix in TRACKED_EVENTS:
+                conn.execute(sql.SQL("ALTER TABLE {} {} TRIGGER {}").format(
+                    rel, action, sql.Identifier(TRIGGER_PREFIX + suffix)))
+    except psycopg.errors.InsufficientPrivilege:
+        return False
+    return True
 
 
 def reset(conn: psycopg.Connection, target_table: str, oid: int, key_mode: str, key_table: str,
