@@ -12,6 +12,15 @@ imported and keeps it for the life of the process. The child:
 4. writes the results as JSON to a file the parent names, so that the task logs, which Airflow
    prints on stdout, stream to the user's terminal while the results travel on their own channel.
 
+A DAG that triggers other DAGs and waits for them (the orchestrator's deferrable
+TriggerDagRunOperator tasks) gets a *pump* for the length of its run: a second process
+(``python -m dbsplit.airflow_local _pump``, same environment) that runs every DagRun queued by an
+operator since the parent run started with ``dag.test()`` under the same run id, so that the
+parent's deferred wait finds it finished. Nothing else schedules a triggered run under dag.test(); a
+thread cannot do it (dag.test() installs signal handlers, main thread only). The pump runs the
+queued runs one after another and stops at a stop file (dag.test() ignores SIGTERM); its results
+come back as the parent result's ``triggered`` runs.
+
 This module must not import airflow at module level: the parent process usually has no Airflow
 configuration, and importing airflow there would configure it wrongly for the rest of its life.
 
@@ -80,10 +89,16 @@ class DagRunResult:
     error: str | None = None  # why state == "error"
     # Every task instance of the run -> its final state (success, failed, upstream_failed, ...).
     task_states: dict[str, str] = field(default_factory=dict)
+    # The runs this run's tasks triggered and waited for (run by the pump), in the order they ran.
+    triggered: list[DagRunResult] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
         return self.state == "success"
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> DagRunResult:
+        return cls(**{**d, "triggered": [cls.from_dict(t) for t in d.get("triggered", [])]})
 
 
 @dataclass
@@ -287,7 +302,7 @@ def _read_json(path: Path) -> dict | None:
 
 
 def _results(payload: dict | None) -> list[DagRunResult]:
-    return [DagRunResult(**r) for r in (payload or {}).get("results", [])]
+    return [DagRunResult.from_dict(r) for r in (payload or {}).get("results", [])]
 
 
 # --------------------------------------------------------------------------------------------
@@ -418,20 +433,22 @@ def _ensure_db(home: Path) -> tuple[bool, float]:
     return True, took
 
 
-def _parse_and_sync() -> tuple[dict[str, Any], dict[str, str]]:
-    """Parse every configured bundle once and write its DAGs to the metadata DB."""
+def _parse_and_sync(sync: bool = True) -> tuple[dict[str, Any], dict[str, str]]:
+    """Parse every configured bundle once and (unless sync is False) write its DAGs to the metadata DB."""
     from airflow.dag_processing.bundles.manager import DagBundlesManager
     from airflow.dag_processing.dagbag import BundleDagBag, sync_bag_to_db
 
     manager = DagBundlesManager()
-    manager.sync_bundles_to_db()
+    if sync:
+        manager.sync_bundles_to_db()
     dags: dict[str, Any] = {}
     import_errors: dict[str, str] = {}
     for bundle in manager.get_all_dag_bundles():
         if not bundle.is_initialized:
             bundle.initialize()
         bag = BundleDagBag(dag_folder=bundle.path, bundle_path=bundle.path, bundle_name=bundle.name)
-        sync_bag_to_db(bag, bundle.name, bundle.version)
+        if sync:
+            sync_bag_to_db(bag, bundle.name, bundle.version)
         dags.update(bag.dags)
         import_errors.update({f"{bundle.name}:{path}": err for path, err in bag.import_errors.items()})
     return dags, import_errors
@@ -453,9 +470,11 @@ def _warm_up_execution_api() -> None:
         print(f"dbsplit: Execution API warm-up skipped: {err!r}", file=sys.stderr)
 
 
-def _run_one(dag: Any, conf: dict | None, errors: _TaskErrors) -> DagRunResult:
+def _run_one(dag: Any, conf: dict | None, errors: _TaskErrors, logical_date: Any = None) -> DagRunResult:
+    """dag.test() one run; with logical_date, (re)create the run of that date (run id manual__<date>)."""
     started = time.monotonic()
-    dr = dag.test(run_conf=conf)
+    when = {"logical_date": logical_date, "run_after": logical_date} if logical_date is not None else {}
+    dr = dag.test(run_conf=conf, **when)
     duration = time.monotonic() - started
     failed: dict[str, str] = {}
     states: dict[str, str] = {}
@@ -474,6 +493,163 @@ def _run_one(dag: Any, conf: dict | None, errors: _TaskErrors) -> DagRunResult:
     )
 
 
+
+# --------------------------------------------------------------------------------------------
+# The pump: runs the DagRuns that a parent's TriggerDagRunOperator tasks queue.
+# --------------------------------------------------------------------------------------------
+
+_PUMP_POLL_S = 0.5
+_PUMP_STOP_WAIT_S = 60.0
+
+
+def _waits_for_triggered_runs(dag: Any) -> bool:
+    """Whether a task of the DAG triggers another DAG and waits for its run."""
+    try:
+        from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
+    except ImportError:
+        return False
+    return any(isinstance(t, TriggerDagRunOperator) and t.wait_for_completion for t in dag.task_dict.values())
+
+
+def _die_with_parent() -> None:
+    """preexec_fn: the kernel SIGKILLs the pump when the child that started it dies (Linux)."""
+    try:
+        import ctypes
+        import signal
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+class _Pump:
+    """The pump process of one parent run, seen from the child that runs the parent."""
+
+    def __init__(self, max_retry_delay_s: float | None) -> None:
+        from datetime import datetime, timezone
+
+        self._dir = Path(tempfile.mkdtemp(prefix="dbsplit-pump-"))
+        self._stop, self._result = self._dir / "stop", self._dir / "result.json"
+        since = datetime.now(timezone.utc).isoformat()  # runs queued earlier are stale: not ours
+        cmd = [sys.executable, "-m", "dbsplit.airflow_local", "_pump", "--since", since,
+               "--stop", str(self._stop), "--result", str(self._result)]
+        if max_retry_delay_s is not None:
+            cmd += ["--max-retry-delay", str(max_retry_delay_s)]
+        sys.stdout.flush()
+        self._proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent)  # noqa: PLW1509
+
+    def stop(self) -> list[DagRunResult]:
+        """Ask the pump to stop once idle (SIGKILL after a while) and return the runs it ran."""
+        self._stop.touch()
+        try:
+            self._proc.wait(timeout=_PUMP_STOP_WAIT_S)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            self._proc.wait()
+        results = _results(_read_json(self._result))
+        if self._proc.returncode != 0:
+            results.append(DagRunResult(dag_id="(pump)", state="error", error=f"pump exited with code "
+                                        f"{self._proc.returncode}; its output is above"))
+        import shutil
+
+        shutil.rmtree(self._dir, ignore_errors=True)
+        return results
+
+
+def _queued_runs(since: Any, seen: set[tuple[str, str]]) -> list[tuple[str, str, Any, dict | None]]:
+    """(dag_id, run_id, logical_date, conf) of the runs an operator queued since `since`, oldest first."""
+    from sqlalchemy import select
+
+    from airflow.models.dagrun import DagRun
+    from airflow.utils.session import create_session
+    from airflow.utils.state import DagRunState
+    from airflow.utils.types import DagRunTriggeredByType
+
+    with create_session() as session:
+        rows = session.execute(
+            select(DagRun.dag_id, DagRun.run_id, DagRun.logical_date, DagRun.conf)
+            .where(DagRun.state == DagRunState.QUEUED, DagRun.triggered_by == DagRunTriggeredByType.OPERATOR,
+                   DagRun.queued_at >= since)
+            .order_by(DagRun.queued_at)
+        ).all()
+    return [(d, r, ld, dict(c) if c else None) for d, r, ld, c in rows if (d, r) not in seen]
+
+
+def _pump_one(dags: dict[str, Any], run: tuple[str, str, Any, dict | None], errors: _TaskErrors,
+              max_retry_delay_s: float | None) -> DagRunResult:
+    dag_id, run_id, logical_date, conf = run
+    print(f"==> dbsplit pump: dag.test({dag_id}) for {run_id}", flush=True)
+    dag = dags.get(dag_id)
+    if dag is None:
+        return DagRunResult(dag_id=dag_id, state="error", run_id=run_id, error=f"DAG {dag_id!r} not found")
+    if max_retry_delay_s is not None:
+        _cap_retry_delays(dag, max_retry_delay_s)
+    try:
+        result = _run_one(dag, conf, errors, logical_date=logical_date)
+    except Exception as err:
+        traceback.print_exc()
+        result = DagRunResult(dag_id=dag_id, state="error", run_id=run_id, error=_describe_exception(err))
+    print(f"==> dbsplit pump: {dag_id}: {result.state} in {result.duration_s:.1f} s", flush=True)
+    return result
+
+
+def _pump(since: str, stop: Path, result_path: Path, max_retry_delay_s: float | None) -> int:
+    """The pump process: run each queued triggered run until the stop file appears while idle."""
+    from datetime import datetime
+
+    tee = _TeeStdout(sys.stdout)
+    sys.stdout = tee
+    parent = os.getppid()
+    results: list[dict[str, Any]] = []
+    try:
+        import airflow  # noqa: F401
+
+        dags, _ = _parse_and_sync(sync=False)  # the child synced them; dag.test() re-syncs anyway
+        _warm_up_execution_api()
+        errors = _TaskErrors(tee)
+        errors.install()
+        seen: set[tuple[str, str]] = set()
+        while True:
+            runs = _queued_runs(datetime.fromisoformat(since), seen)
+            for run in runs:
+                seen.add(run[:2])
+                results.append(asdict(_pump_one(dags, run, errors, max_retry_delay_s)))
+                _write_json(result_path, {"results": results})
+            if not runs:
+                if stop.exists() or os.getppid() != parent:
+                    return 0
+                time.sleep(_PUMP_POLL_S)
+    except BaseException:
+        traceback.print_exc()
+        return 1
+    finally:
+        _write_json(result_path, {"results": results})
+        tee.flush()
+
+
+def _write_json(path: Path, payload: dict[str, Any]) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(payload))
+    tmp.replace(path)
+
+
+def _run_parent(dag: Any, request: dict[str, Any], errors: _TaskErrors) -> DagRunResult:
+    """dag.test() one requested DAG, with a pump while it runs if it waits for runs it triggers."""
+    retry_cap = request.get("max_retry_delay_s")
+    if retry_cap is not None:
+        _cap_retry_delays(dag, float(retry_cap))
+    pump = _Pump(retry_cap) if _waits_for_triggered_runs(dag) else None
+    try:
+        result = _run_one(dag, request.get("conf"), errors)
+    except Exception as err:  # dag.test() itself blew up (bad conf, DB, ...)
+        traceback.print_exc()
+        result = DagRunResult(dag_id=dag.dag_id, state="error", error=_describe_exception(err))
+    finally:
+        triggered = pump.stop() if pump else []
+    result.triggered = triggered
+    return result
+
+
 def _child(request_path: Path, result_path: Path) -> int:
     t0 = time.monotonic()
     tee = _TeeStdout(sys.stdout)
@@ -483,9 +659,7 @@ def _child(request_path: Path, result_path: Path) -> int:
 
     def save() -> None:
         payload["timings"]["total_s"] = round(time.monotonic() - t0, 3)
-        tmp = result_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(payload))
-        tmp.replace(result_path)
+        _write_json(result_path, payload)
 
     try:
         import fcntl
@@ -521,13 +695,7 @@ def _child(request_path: Path, result_path: Path) -> int:
                         f"{path}: {err.strip()}" for path, err in import_errors.items())
                 result = DagRunResult(dag_id=dag_id, state="error", error=why)
             else:
-                if request.get("max_retry_delay_s") is not None:
-                    _cap_retry_delays(dag, float(request["max_retry_delay_s"]))
-                try:
-                    result = _run_one(dag, request.get("conf"), errors)
-                except Exception as err:  # dag.test() itself blew up (bad conf, DB, ...)
-                    traceback.print_exc()
-                    result = DagRunResult(dag_id=dag_id, state="error", error=_describe_exception(err))
+                result = _run_parent(dag, request, errors)
             print(f"==> dbsplit: {dag_id}: {result.state} in {result.duration_s:.1f} s", flush=True)
             payload["results"].append(asdict(result))
             save()  # after every DAG: a later crash keeps the finished results
@@ -542,16 +710,19 @@ def _child(request_path: Path, result_path: Path) -> int:
         tee.flush()
 
 
-def _format_results(results: Sequence[DagRunResult]) -> str:
+def _format_results(results: Sequence[DagRunResult], indent: str = "") -> str:
     lines = []
     for r in results:
-        lines.append(f"{r.dag_id}: {r.state} in {r.duration_s:.1f} s" + (f" ({r.run_id})" if r.run_id else ""))
+        lines.append(f"{indent}{r.dag_id}: {r.state} in {r.duration_s:.1f} s" + (f" ({r.run_id})" if r.run_id else ""))
         if r.error:
-            lines.append(f"  error: {r.error}")
+            lines.append(f"{indent}  error: {r.error}")
         for task, msg in r.failed_tasks.items():
             first, *rest = msg.splitlines() or [""]
-            lines.append(f"  {task}: {first}")
-            lines.extend(f"    {ln}" for ln in rest)
+            lines.append(f"{indent}  {task}: {first}")
+            lines.extend(f"{indent}    {ln}" for ln in rest)
+        if r.triggered:
+            lines.append(f"{indent}  triggered runs:")
+            lines.append(_format_results(r.triggered, indent + "    "))
     return "\n".join(lines)
 
 
@@ -571,10 +742,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     child = sub.add_parser("_child", help=argparse.SUPPRESS)
     child.add_argument("--request", type=Path, required=True)
     child.add_argument("--result", type=Path, required=True)
+    pump = sub.add_parser("_pump", help=argparse.SUPPRESS)
+    pump.add_argument("--since", required=True)
+    pump.add_argument("--stop", type=Path, required=True)
+    pump.add_argument("--result", type=Path, required=True)
+    pump.add_argument("--max-retry-delay", type=float)
     args = parser.parse_args(argv)
 
-    if args.command == "_child":
-        rc = _child(args.request, args.result)
+    if args.command in ("_child", "_pump"):
+        rc = (_child(args.request, args.result) if args.command == "_child"
+              else _pump(args.since, args.stop, args.result, args.max_retry_delay))
         # The results are on disk. A normal interpreter exit then spends ~2 s (measured) tearing
         # down Airflow's modules in C code; skip it. Flush what a normal exit would have flushed.
         import logging

@@ -115,6 +115,25 @@ def test_second_run_reuses_the_db_and_only_sees_its_own_env(report: LocalRunRepo
     assert "The conn_id `toy` isn't defined" in conn.failed_tasks["read_conn"]
 
 
+@pytest.fixture(scope="module")
+def triggered(home: Path, report: LocalRunReport) -> LocalRunReport:
+    return run_local(["toy_trigger"], home=home, dags_folder=TOY_DAGS, timeout_s=TIMEOUT_S, max_retry_delay_s=1,
+                     log_file=home / "run3.log")
+
+
+def test_pump_runs_the_triggered_runs_and_a_failed_one_fails_its_trigger(triggered: LocalRunReport) -> None:
+    [parent] = triggered.results
+    assert parent.state == "failed"
+    assert parent.task_states == {"trigger_echo": "success", "trigger_fail": "failed", "on_failure": "failed"}
+    assert "toy_fail failed" in parent.failed_tasks["trigger_fail"]
+    assert "rolled back" in parent.failed_tasks["on_failure"]
+    assert [(r.dag_id, r.state) for r in parent.triggered] == [("toy_echo", "success"), ("toy_fail", "failed")]
+    echo, fail = parent.triggered
+    assert echo.task_states == {"echo": "success"}                    # it read conf {"n": 7}
+    assert "kaboom-distinctive-42" in fail.failed_tasks["boom"]       # the triggered run's own task errors
+    assert fail.run_id and fail.run_id.startswith("manual__")
+
+
 def test_airflow_env_is_rooted_at_home(tmp_path: Path) -> None:
     env = airflow_env(tmp_path / "h", tmp_path / "dags")
     assert env["AIRFLOW_HOME"] == str((tmp_path / "h").resolve())

@@ -1,9 +1,11 @@
-"""Toy DAGs for tests/dags/test_airflow_local.py: one succeeds, one fails, one reads a connection."""
+"""Toy DAGs for tests/dags/test_airflow_local.py: one succeeds, one fails, one reads a connection, one
+triggers two of them (one fails) and waits."""
 
 from __future__ import annotations
 
 import pendulum
-from airflow.sdk import BaseHook, TaskGroup, dag, task
+from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
+from airflow.sdk import BaseHook, TaskGroup, dag, get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException
 
 START = pendulum.datetime(2024, 1, 1, tz="UTC")
@@ -70,6 +72,33 @@ def toy_conn():
     read_conn()
 
 
+@dag(dag_id="toy_echo", schedule=None, start_date=START, catchup=False)
+def toy_echo():
+    @task
+    def echo() -> int:
+        n = get_current_context()["dag_run"].conf["n"]
+        if n != 7:
+            raise ValueError(f"conf n = {n!r}, expected 7")
+        return n
+
+    echo()
+
+
+@dag(dag_id="toy_trigger", schedule=None, start_date=START, catchup=False)
+def toy_trigger():
+    waits = {"deferrable": True, "wait_for_completion": True, "poke_interval": 1, "retries": 0}
+    ok = TriggerDagRunOperator(task_id="trigger_echo", trigger_dag_id="toy_echo", conf={"n": 7}, **waits)
+    bad = TriggerDagRunOperator(task_id="trigger_fail", trigger_dag_id="toy_fail", **waits)
+
+    @task(trigger_rule="one_failed")
+    def on_failure() -> None:  # like the orchestrator's rollback: runs, then fails the run
+        raise AirflowFailException("rolled back")
+
+    ok >> bad >> on_failure()
+
+
 toy_ok()
 toy_fail()
 toy_conn()
+toy_echo()
+toy_trigger()
