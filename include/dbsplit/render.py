@@ -9,15 +9,19 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
+from airflow.providers.standard.operators.trigger_dagrun import XCOM_RUN_ID, TriggerDagRunOperator
 from airflow.sdk import DAG, TaskGroup, get_current_context, task
-from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException
 
 from dbsplit.errors import DataCheckFailed, DbsplitError
 from dbsplit.reports.links import attach_report_link
-from dbsplit.specs import ServiceDagSpec
+from dbsplit.specs import ServiceDagSpec, migrate_dag_id
 
 START_DATE = datetime(2024, 1, 1)
 ALL_DONE = "all_done"
+POKE_S = 2                          # how often a trigger task checks its service run's state
+REASON_KEY = "reason"               # XCom of a service run's `finish`: why the run failed
+TRIGGER_RUN_ID_KEY = XCOM_RUN_ID    # XCom of a trigger task: the run id of the service run it started
 
 
 def _params() -> dict[str, Any]:
@@ -30,19 +34,13 @@ def _params() -> dict[str, Any]:
 def _run(fn_name: str, *args: Any, module: str = "runtime") -> Any:
     """Call dbsplit.<module>.<fn_name>; data-check and configuration errors fail the task without retry.
 
-    In an orchestrator run, a service left out of the `services` parameter is skipped, `dry_run`
-    skips everything after preflight, and `chunk_rows` overrides the plan's chunk size.
+    A `chunk_rows` parameter (the service DAG's, set by the orchestrator's trigger) overrides the plan's chunk size.
     """
     import importlib
 
     params = _params()
-    if args and isinstance(args[0], dict) and "service" in args[0]:
-        if params.get("services") and args[0]["service"] not in params["services"]:
-            raise AirflowSkipException(f"service {args[0]['service']} not selected for this run")
-        if params.get("dry_run"):
-            raise AirflowSkipException("dry run: nothing is written")
-        if params.get("chunk_rows"):
-            args = ({**args[0], "chunk_rows_override": int(params["chunk_rows"])}, *args[1:])
+    if args and isinstance(args[0], dict) and "service" in args[0] and params.get("chunk_rows"):
+        args = ({**args[0], "chunk_rows_override": int(params["chunk_rows"])}, *args[1:])
     try:
         return getattr(importlib.import_module(f"dbsplit.{module}"), fn_name)(*args)
     except DataCheckFailed as exc:
@@ -105,7 +103,7 @@ def _tables(chunks: list[dict[str, Any]]) -> list[str]:
 @task.branch(task_id="checkpoint", trigger_rule=ALL_DONE)
 def _checkpoint(service: dict[str, Any], run_id: str | None = None) -> str:
     """Go/no-go: promote when every table passed, roll back when a check failed, hold when a load failed."""
-    return service.get("task_prefix", "") + _run("checkpoint", service, run_id)
+    return _run("checkpoint", service, run_id)
 
 
 @task(task_id="promote")
@@ -127,8 +125,13 @@ def _hold() -> None:
 
 @task(task_id="finish", trigger_rule=ALL_DONE)
 def _finish(service: dict[str, Any], run_id: str | None = None) -> None:
-    """Fail the run, naming every failed check, unless every table passed."""
-    _run("finish", service, run_id)
+    """Fail the run, naming every failed check, unless every table passed (the reason also goes to XCom
+    `reason`, for the orchestrator's trigger task)."""
+    try:
+        _run("finish", service, run_id)
+    except AirflowFailException as exc:
+        get_current_context()["ti"].xcom_push(key=REASON_KEY, value=str(exc))
+        raise
 
 
 def service_descriptor(spec: ServiceDagSpec) -> dict[str, Any]:
@@ -148,12 +151,9 @@ def _chunk_pipeline(service: dict[str, Any], selector: str | None) -> tuple[Any,
     return chunks, _load.partial(service=service).expand(transformed=transformed)
 
 
-def service_pipeline(spec: ServiceDagSpec, service: dict[str, Any]) -> tuple[Any, Any]:
-    """prepare -> chunked tables -> validate -> checkpoint -> promote|rollback|hold -> finish, in the current DAG.
-
-    Returns (first task, last task) so that callers can chain services.
-    """
-    prepared = _prepare_target.override(trigger_rule="none_failed")(service)
+def service_pipeline(spec: ServiceDagSpec, service: dict[str, Any]) -> None:
+    """prepare -> chunked tables -> validate -> checkpoint -> promote|rollback|hold -> finish, in the current DAG."""
+    prepared = _prepare_target(service)
     decision = _checkpoint(service)
     for table in spec.tables:
         with TaskGroup(group_id=table.group_id, tooltip=f"{table.source_schema}.{table.source_table}"):
@@ -172,13 +172,13 @@ def service_pipeline(spec: ServiceDagSpec, service: dict[str, Any]) -> tuple[Any
         validated >> decision
     outcomes = [_promote(service), _rollback(service), _hold()]
     decision >> outcomes
-    finished = _finish(service)
-    outcomes >> finished
-    return prepared, finished
+    outcomes >> _finish(service)
 
 
 def render_migrate_dag(spec: ServiceDagSpec) -> DAG:
     """dbsplit_migrate_<service>: prepare; per table chunked extract, transform, load, then validate; checkpoint."""
+    from airflow.sdk import Param
+
     with DAG(
         dag_id=spec.dag_id,
         description=spec.description,
@@ -189,9 +189,12 @@ def render_migrate_dag(spec: ServiceDagSpec) -> DAG:
         tags=["dbsplit", f"plan:{spec.plan_name}", f"service:{spec.service}"],
         default_args={"retries": spec.retries, "retry_delay": timedelta(seconds=30)},
         doc_md=spec.description,
+        params={"chunk_rows": Param(None, type=["null", "integer"], minimum=1000,
+                                    description="Override the plan's chunk size (rows per chunk).")},
     ) as dag:
         service_pipeline(spec, service_descriptor(spec))
     return dag
+
 
 def render_plan(specs: list[ServiceDagSpec]) -> dict[str, DAG]:
     """Every DAG of a plan, keyed by dag_id."""
@@ -254,16 +257,50 @@ def _final_validation(orch: dict[str, Any]) -> dict[str, Any]:
 
 @task(task_id="rollback", trigger_rule="one_failed")
 def _orch_rollback(orch: dict[str, Any]) -> None:
-    """Undo what this run did: unfreeze, swap promoted tables back, drop what provision created."""
+    """Undo what this run did: unfreeze, swap promoted tables back (the promote XComs of the triggered
+    service runs), drop what provision created."""
     ti = get_current_context()["ti"]
+    runs = {s: ti.xcom_pull(task_ids=f"migrate.trigger_{s}", key=TRIGGER_RUN_ID_KEY) for s in orch["services"]}
+    promoted = {s: (ti.xcom_pull(task_ids="promote", dag_id=migrate_dag_id(s), run_id=r) or {}).get("promoted")
+                for s, r in runs.items() if r}
     did = {
         "frozen": (ti.xcom_pull(task_ids="cut_over.freeze_source") or {}).get("frozen"),
         "provisioned": ti.xcom_pull(task_ids="provision.databases_and_roles") or {},
-        "promoted": {s: (ti.xcom_pull(task_ids=f"migrate_{s}.promote") or {}).get("promoted")
-                     for s in orch["services"]},
+        "promoted": {s: t for s, t in promoted.items() if t},
     }
-    did["promoted"] = {s: t for s, t in did["promoted"].items() if t}
     _run("rollback", orch, did, module="orchestrate")
+
+
+class _TriggerService(TriggerDagRunOperator):
+    """Trigger a service's migrate DAG with the run's chunk_rows and wait (deferred) for it to finish.
+
+    Skipped for a service left out of the `services` parameter and on a dry run; a failed service run
+    fails this task (no retry) with the reason its `finish` task gave.
+    """
+
+    def __init__(self, *, spec: ServiceDagSpec, **kwargs: Any) -> None:
+        super().__init__(task_id=f"trigger_{spec.service}", trigger_dag_id=spec.dag_id, wait_for_completion=True,
+                         deferrable=True, poke_interval=POKE_S, retries=0, trigger_rule="none_failed",
+                         openlineage_inject_parent_info=False, **kwargs)
+        self.service = spec.service
+
+    def execute(self, context: Any) -> None:
+        params = context["params"]
+        if params.get("services") and self.service not in params["services"]:
+            raise AirflowSkipException(f"service {self.service} not selected for this run")
+        if params.get("dry_run"):
+            raise AirflowSkipException("dry run: nothing is written")
+        self.conf = {"chunk_rows": params.get("chunk_rows")}
+        super().execute(context)
+
+    def execute_complete(self, context: Any, event: Any) -> None:
+        try:
+            super().execute_complete(context, event)
+        except AirflowException as exc:
+            run_id = self.trigger_run_id
+            reason = context["ti"].xcom_pull(task_ids="finish", dag_id=self.trigger_dag_id, run_id=run_id,
+                                             key=REASON_KEY)
+            raise AirflowFailException(f"{self.trigger_dag_id} run {run_id} failed: {reason or exc}") from exc
 
 
 def orchestrator_descriptor(plan_name: str, plan_path: str, services: list[str]) -> dict[str, Any]:
@@ -300,16 +337,12 @@ def render_orchestrator(specs: list[ServiceDagSpec], levels: list[list[str]], da
             phase = phase >> _provision(orch)
         ends: list[Any] = [phase]
         watch: list[Any] = [phase]
-        for level in levels:
-            level_ends = []
-            for name in level:
-                spec = by_name[name]
-                with TaskGroup(f"migrate_{name}"):
-                    first, last = service_pipeline(
-                        spec, service_descriptor(spec) | {"dag_id": dag_id, "task_prefix": f"migrate_{name}."})
-                ends >> first
-                level_ends.append(last)
-            ends, watch = level_ends, watch + level_ends
+        with TaskGroup("migrate", tooltip="trigger the service DAGs level by level and wait for them"):
+            for level in levels:
+                triggers = [_TriggerService(spec=by_name[name]) for name in level]
+                for trigger in triggers:
+                    ends >> trigger
+                ends, watch = triggers, watch + triggers
         with TaskGroup("cross_service_validation"):
             checked = _cross_validate(orch)
         ends >> checked

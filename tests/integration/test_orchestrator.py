@@ -1,4 +1,6 @@
-"""The orchestrator: staged phases end to end, rollback of every target on a failed checkpoint, cut-over freeze."""
+"""The orchestrator: staged phases end to end (each service's DAG triggered level by level, run by
+airflow_local's pump), rollback of every target on a failed service run, parameters reaching the
+service runs, cut-over freeze."""
 
 from __future__ import annotations
 
@@ -11,8 +13,11 @@ from dbsplit.airflow_local import run_dags
 from dbsplit.conn import airflow_conn_env
 from dbsplit.dagfactory import EXAMPLES
 from dbsplit.plan import load_plan
+from dbsplit.plan.order import migration_levels
 from dbsplit.samples import create_sample
+from dbsplit.reports.evidence import read_run
 from dbsplit.resolve import resolve_service
+from dbsplit.specs import migrate_dag_id
 from tests.integration.oracle import actual_rows, expected_rows
 from tests.integration.test_migrate_users import database_fingerprint
 
@@ -54,10 +59,37 @@ def test_orchestrator_migrates_example(example: str, make_db, tmp_path: Path) ->
     result = orchestrate(env, tmp_path)
     assert result.state == "success", result.failed_tasks
     assert result.task_states["rollback"] == "skipped"
+    levels = migration_levels(plan)
+    assert {f"migrate.trigger_{s}": "success" for lv in levels for s in lv}.items() <= result.task_states.items()
+    assert {r.state for r in result.triggered} == {"success"}
+    ran = iter(r.dag_id for r in result.triggered)    # level by level; any order within a level
+    assert [{next(ran) for _ in lv} for lv in levels] == [{migrate_dag_id(s) for s in lv} for lv in levels]
+    for run in result.triggered:   # the evidence (and report pages) belong to the service runs
+        assert run.task_states["promote"] == "success"
+        assert read_run(run.dag_id, run.run_id, tmp_path / "reports"), f"no evidence for {run.dag_id}"
     assert database_fingerprint(source) == before
     assert any((tmp_path / "backups").rglob("*.dump")) or any((tmp_path / "backups").rglob("*"))
     for conn_id, info in targets.items():
         assert user_tables(info), f"{conn_id} holds no migrated table"
+
+
+def test_parameters_reach_the_triggered_runs(make_db, tmp_path: Path) -> None:
+    plan, source, targets, env = setup_example("jobboard", make_db, tmp_path)
+    selected = ["users", "jobs", "analytics"]   # analytics_events: 1,164 rows; its references need users, then jobs
+    result = orchestrate(env, tmp_path, conf={"services": selected, "chunk_rows": 1000})
+    assert result.state == "success", result.failed_tasks
+    assert {s: result.task_states[f"migrate.trigger_{s}"] for s in plan.services} == \
+        {s: "success" if s in selected else "skipped" for s in plan.services}
+    runs = {r.dag_id: r for r in result.triggered}
+    assert set(runs) == {migrate_dag_id(s) for s in selected}
+    run = runs["dbsplit_migrate_analytics"]
+    chunks = [t for t in run.task_states if t.startswith("analytics_events.extract[")]
+    assert len(chunks) == 2, run.task_states     # chunks of 1,000 rows, not one of the plan's 100,000
+
+    dry = orchestrate(env, tmp_path, conf={"dry_run": True})
+    assert dry.state == "success", dry.failed_tasks
+    assert {v for k, v in dry.task_states.items() if k.startswith("migrate.")} == {"skipped"}
+    assert dry.triggered == []
 
 
 INSERT_USER = ("INSERT INTO users (id, public_id, email, full_name, locale, is_active, settings, created_at, updated_at) "
@@ -93,8 +125,16 @@ def test_failed_checkpoint_rolls_every_target_back(make_db, tmp_path: Path) -> N
 
     result = orchestrate(env, tmp_path)
     assert result.state == "failed"
-    assert "dbsplit_rejected_rows_within_limit" in " ".join(result.failed_tasks.values())
+    runs = {r.dag_id: r for r in result.triggered}
+    assert runs["dbsplit_migrate_jobs"].state == "success"                # promoted, then swapped back below
+    users = runs["dbsplit_migrate_users"]
+    assert users.state == "failed" and users.task_states["rollback"] == "success"
+    assert "dbsplit_rejected_rows_within_limit" in users.failed_tasks["finish"]
+    # the failed service run failed its trigger task, naming the run and the reason
+    assert f"dbsplit_migrate_users run {users.run_id} failed" in result.failed_tasks["migrate.trigger_users"]
+    assert "dbsplit_rejected_rows_within_limit" in result.failed_tasks["migrate.trigger_users"]
     assert result.task_states["rollback"] == "failed"       # it ran, undid, and failed the run with the reason
+    assert "jobs: public.companies swapped back" in result.failed_tasks["rollback"]   # from the jobs run's promote XCom
     assert database_fingerprint(source) == before_source
     for cid, info in targets.items():
         assert user_tables(info) == before_targets[cid], f"{cid} was not rolled back"
@@ -121,6 +161,7 @@ def test_cut_over_freezes_and_unfreeze_restores(make_db, tmp_path: Path) -> None
     result = orchestrate(env, tmp_path, conf={"cut_over": True})
     assert result.state == "success", result.failed_tasks
     assert result.task_states["cut_over.freeze_source"] == "success"
+    assert {r.state for r in result.triggered} == {"success"}
     with psycopg.connect(source, autocommit=True) as conn:
         with pytest.raises(psycopg.errors.ObjectNotInPrerequisiteState, match="frozen for the migration"):
             conn.execute(INSERT_USER, (99_999_999, "x@example.com"))
