@@ -86,6 +86,35 @@ def test_checkpoint_branches_and_finish_always_runs(dagbag) -> None:
     assert dag.get_task("finish").upstream_task_ids == {"promote", "rollback", "hold"}
 
 
+@pytest.mark.parametrize("example", ["jobboard", "helpdesk"])   # one level of six; four levels of one
+def test_orchestrator_triggers_the_service_dags_level_by_level(example: str) -> None:
+    from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
+
+    from dbsplit.dagfactory import EXAMPLES, render_all
+    from dbsplit.plan.order import migration_levels
+
+    plan = load_plan(EXAMPLES / example / "plan.yaml")
+    dag = render_all(plan, str(EXAMPLES / example / "plan.yaml"))["dbsplit_orchestrator"]
+    dag.check_cycle()
+    previous = {"provision.databases_and_roles"}
+    for level in migration_levels(plan):
+        for service in level:
+            trigger = dag.get_task(f"migrate.trigger_{service}")
+            assert isinstance(trigger, TriggerDagRunOperator)
+            assert trigger.trigger_dag_id == f"dbsplit_migrate_{service}"
+            assert (trigger.wait_for_completion, trigger.deferrable, trigger.retries) == (True, True, 0)
+            assert trigger.upstream_task_ids == previous
+            assert "rollback" in trigger.downstream_task_ids
+        previous = {f"migrate.trigger_{s}" for s in level}
+    assert dag.get_task("rollback").trigger_rule == "one_failed"
+    assert not [t for t in dag.task_ids if t.endswith((".extract", ".promote"))]   # no embedded pipelines
+
+
+def test_service_dags_take_chunk_rows_with_a_null_default(dagbag) -> None:
+    for spec in service_specs(load_plan(DEFAULT_PLAN)):
+        assert dagbag.dags[spec.dag_id].params["chunk_rows"] is None
+
+
 def test_parsing_imports_no_heavy_or_database_modules() -> None:
     code = (
         "import sys; sys.path.insert(0, sys.argv[1]); import dbsplit_dags, json; "
