@@ -449,9 +449,21 @@ def _parse_and_sync(sync: bool = True) -> tuple[dict[str, Any], dict[str, str]]:
         bag = BundleDagBag(dag_folder=bundle.path, bundle_path=bundle.path, bundle_name=bundle.name)
         if sync:
             sync_bag_to_db(bag, bundle.name, bundle.version)
+            _unpause([i for i, d in bag.dags.items() if getattr(d, "is_paused_upon_creation", None) is not True])
         dags.update(bag.dags)
         import_errors.update({f"{bundle.name}:{path}": err for path, err in bag.import_errors.items()})
     return dags, import_errors
+
+
+def _unpause(dag_ids: list[str]) -> None:
+    """Local runs are explicit: their DAGs are unpaused, as the orchestrator's trigger tasks require of the
+    service DAGs (a DAG declared is_paused_upon_creation=True stays as it is)."""
+    from airflow.models.dag import DagModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import update
+
+    with create_session() as session:
+        session.execute(update(DagModel).where(DagModel.dag_id.in_(dag_ids)).values(is_paused=False))
 
 
 def _warm_up_execution_api() -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from airflow.providers.standard.operators.trigger_dagrun import XCOM_RUN_ID, TriggerDagRunOperator
+from airflow.providers.standard.operators.trigger_dagrun import XCOM_RUN_ID, DagIsPaused, TriggerDagRunOperator
 from airflow.sdk import DAG, TaskGroup, get_current_context, task
 from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException
 
@@ -274,14 +274,15 @@ def _orch_rollback(orch: dict[str, Any]) -> None:
 class _TriggerService(TriggerDagRunOperator):
     """Trigger a service's migrate DAG with the run's chunk_rows and wait (deferred) for it to finish.
 
-    Skipped for a service left out of the `services` parameter and on a dry run; a failed service run
-    fails this task (no retry) with the reason its `finish` task gave.
+    Skipped for a service left out of the `services` parameter and on a dry run; a paused service DAG
+    fails it at once (its run would stay queued); a failed service run fails it (no retry) with the
+    reason its `finish` task gave.
     """
 
     def __init__(self, *, spec: ServiceDagSpec, **kwargs: Any) -> None:
         super().__init__(task_id=f"trigger_{spec.service}", trigger_dag_id=spec.dag_id, wait_for_completion=True,
                          deferrable=True, poke_interval=POKE_S, retries=0, trigger_rule="none_failed",
-                         openlineage_inject_parent_info=False, **kwargs)
+                         fail_when_dag_is_paused=True, openlineage_inject_parent_info=False, **kwargs)
         self.service = spec.service
 
     def execute(self, context: Any) -> None:
@@ -291,7 +292,12 @@ class _TriggerService(TriggerDagRunOperator):
         if params.get("dry_run"):
             raise AirflowSkipException("dry run: nothing is written")
         self.conf = {"chunk_rows": params.get("chunk_rows")}
-        super().execute(context)
+        try:
+            super().execute(context)
+        except DagIsPaused as exc:   # its run would stay queued and this wait would never end
+            raise AirflowFailException(
+                f"{self.trigger_dag_id} is paused, so its run would never start. Fix: unpause it (the toggle in "
+                f"the UI or `airflow dags unpause {self.trigger_dag_id}`) and trigger the orchestrator again") from exc
 
     def execute_complete(self, context: Any, event: Any) -> None:
         try:

@@ -134,6 +134,15 @@ def test_pump_runs_the_triggered_runs_and_a_failed_one_fails_its_trigger(trigger
     assert fail.run_id and fail.run_id.startswith("manual__")
 
 
+def test_trigger_of_a_paused_service_dag_fails_at_once_with_the_fix(home: Path, triggered: LocalRunReport) -> None:
+    run = run_local(["toy_trigger_paused"], home=home, dags_folder=TOY_DAGS, timeout_s=TIMEOUT_S,
+                    max_retry_delay_s=1, log_file=home / "run4.log")
+    [parent] = run.results
+    assert parent.state == "failed" and parent.triggered == []
+    assert "toy_paused is paused" in parent.failed_tasks["trigger_paused"]
+    assert "airflow dags unpause toy_paused" in parent.failed_tasks["trigger_paused"]
+
+
 def test_airflow_env_is_rooted_at_home(tmp_path: Path) -> None:
     env = airflow_env(tmp_path / "h", tmp_path / "dags")
     assert env["AIRFLOW_HOME"] == str((tmp_path / "h").resolve())

@@ -1,5 +1,5 @@
 """Toy DAGs for tests/dags/test_airflow_local.py: one succeeds, one fails, one reads a connection, one
-triggers two of them (one fails) and waits."""
+triggers two of them (one fails) and waits, one is paused and the orchestrator's trigger task meets it."""
 
 from __future__ import annotations
 
@@ -97,8 +97,27 @@ def toy_trigger():
     ok >> bad >> on_failure()
 
 
+@dag(dag_id="toy_paused", schedule=None, start_date=START, catchup=False, is_paused_upon_creation=True)
+def toy_paused():
+    @task
+    def never() -> None:
+        raise AirflowFailException("a paused DAG ran")
+
+    never()
+
+
+@dag(dag_id="toy_trigger_paused", schedule=None, start_date=START, catchup=False)
+def toy_trigger_paused():
+    from dbsplit.render import _TriggerService
+    from dbsplit.specs import ServiceDagSpec
+
+    _TriggerService(spec=ServiceDagSpec("toy_paused", "toy", "paused", "src", "dst", 0, 1000, ()))
+
+
 toy_ok()
 toy_fail()
 toy_conn()
 toy_echo()
 toy_trigger()
+toy_paused()
+toy_trigger_paused()
