@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import itertools
 import time
 from dataclasses import dataclass
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
 import psycopg
-from psycopg import IsolationLevel, sql
+from psycopg import IsolationLevel, generators, pq, sql
 
 BUFFER = 1 << 20
 JOIN_MESSAGES = 2048   # COPY TO messages (rows) joined per write
@@ -34,13 +33,43 @@ def select_sql(schema: str, table: str, columns: Sequence[str]) -> sql.Composed:
     return sql.SQL("SELECT {} FROM {}").format(cols, sql.Identifier(schema, table))
 
 
-def joined_messages(copy: Iterable[Any]) -> Iterator[bytes]:
-    """The data of a COPY TO STDOUT in blocks of JOIN_MESSAGES messages. The server sends one message
-    per row: joining them by C loops (islice and bytes.join) spares a Python step per row to the
-    reader (a third of an extract's CPU time)."""
-    messages = iter(copy)
-    while data := b"".join(itertools.islice(messages, JOIN_MESSAGES)):
-        yield data
+def joined_messages(copy: psycopg.Copy) -> Iterator[bytes]:
+    """The data of a COPY TO STDOUT in blocks of up to JOIN_MESSAGES messages.
+
+    The server sends one message per row, and psycopg's Copy.read() spends several Python frames on
+    each (iterator, wait, generators). Here psycopg reads the first message of each block (it waits
+    for the socket and finishes the copy), and the messages libpq has already received are taken
+    straight from it with get_copy_data(async) and joined by bytes.join: about half the client CPU
+    of an extract. When that loop meets the end of the copy, _finish_copy_out does what psycopg's
+    read would have done (final result, error, rowcount)."""
+    get = copy.connection.pgconn.get_copy_data
+    while first := copy.read():
+        messages = [first]
+        while len(messages) < JOIN_MESSAGES:
+            nbytes, data = get(1)
+            if nbytes > 0:
+                messages.append(data)
+            elif nbytes == 0:   # nothing buffered: the next block starts with psycopg's waiting read
+                break
+            else:
+                last = b"".join(messages)
+                _finish_copy_out(copy)   # before the yield: a consumer that stops there leaves a clean connection
+                yield last
+                return
+        yield b"".join(messages)
+
+
+def _finish_copy_out(copy: psycopg.Copy) -> None:
+    """After libpq reported the end of a COPY TO: fetch its final result (raising the server's error,
+    if the copy failed midway) and mark the Copy finished, as psycopg's Copy.read() does (3.3)."""
+    conn = copy.connection
+    results = conn.wait(generators.fetch_many(conn.pgconn))
+    copy._finished = True
+    result = results[-1]
+    if result.status != pq.ExecStatus.COMMAND_OK:
+        raise psycopg.errors.error_from_result(result, encoding=conn.info.encoding)
+    rows = result.command_tuples
+    copy.cursor._rowcount = rows if rows is not None else -1
 
 
 def extract_to_file(conn: psycopg.Connection, query: sql.Composable, path: Any) -> CopyResult:
