@@ -178,7 +178,7 @@ def change(src: str, rows: int, fraction: float, round_no: int) -> dict[str, int
     inserts = deletes = max(1, n // 100)
     updates = n - inserts - deletes
     with psycopg.connect(src, autocommit=True) as c:
-        c.execute("SELECT setseed(%s)", (0.1 * round_no,))
+        c.execute("SELECT setseed(%s)", ((0.1 * round_no) % 1.0,))   # setseed takes [-1, 1]
         # round i's changes happen during hour i from now, spread over the hour: resyncs run on a schedule,
         # not seconds apart, and the 5-minute overlap re-reads only the previous hour's last minutes
         later = f"clock_timestamp() + ({round_no - 1} + random()) * interval '1 hour'"

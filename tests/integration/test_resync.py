@@ -204,6 +204,9 @@ def test_insert_with_an_old_clock_is_found_by_the_key_diff(items) -> None:
     r = sync(source, target, table)
     assert (r.inserted, r.deleted, r.diff["source_only"], r.diff["target_only"]) == (1, 1, 1, 1)
     assert rows(target, "items") == rows(source, "items")
+    assert_key_table_consistent(source, target, table)   # the backdated key entered the key table
+    again = sync(source, target, table)
+    assert (again.upserted, again.deleted, again.diff["differing_buckets"]) == (0, 0, 0)
 
 
 def test_target_write_is_a_conflict_that_source_wins_overwrites_and_reports(items) -> None:
@@ -525,9 +528,8 @@ def family_tables() -> list[ResolvedTable]:
     return [children, parents]   # children first: the order must come from the foreign keys
 
 
-def test_service_resync_keeps_foreign_keys_between_its_tables(make_db) -> None:
-    from dbsplit.move.resync import resync_service
-
+def family(make_db, target_fks: str) -> tuple[str, str]:
+    """Source and target databases with the family tables loaded and tracked; target_fks made afterwards."""
     source, target = make_db("rs_fam_src"), make_db("rs_fam_dst")
     with psycopg.connect(source, autocommit=True) as c:
         c.execute(FAMILY_DDL)
@@ -537,10 +539,17 @@ def test_service_resync_keeps_foreign_keys_between_its_tables(make_db) -> None:
     for t in ("parents", "children"):
         full_load_passthrough(source, target, "SELECT 1", t)
     with psycopg.connect(target, autocommit=True) as c:
-        c.execute(FAMILY_TARGET_FKS)
-    tables = family_tables()
-    for t in tables:
+        c.execute(target_fks)
+    for t in family_tables():
         install_change_tracking(target, t)
+    return source, target
+
+
+def test_service_resync_keeps_foreign_keys_between_its_tables(make_db) -> None:
+    from dbsplit.move.resync import resync_service
+
+    source, target = family(make_db, FAMILY_TARGET_FKS)
+    tables = family_tables()
 
     def run(run_id: str, **kw):
         return resync_service(source, target, tables, namespace=NS, salt=SALT, run_id=run_id, **kw)
@@ -618,3 +627,71 @@ def test_merge_switches_tracking_off_for_its_own_writes_only(items, pg_server_ur
         c.commit()
         assert c.execute("SELECT count(*) FROM _dbsplit.target_changes").fetchone()[0] == 1
     assert sync(source, target, table).conflicts == ["3"]
+
+
+def test_restrict_key_holds_when_children_leave_a_deleted_parent(make_db) -> None:
+    """ON DELETE RESTRICT is checked at once, deferred or not: the children's upserts (they now point
+    elsewhere) must come before the parent's delete."""
+    from dbsplit.move.resync import resync_service
+
+    source, target = family(make_db, FAMILY_TARGET_FKS.replace("REFERENCES parents (id)",
+                                                               "REFERENCES parents (id) ON DELETE RESTRICT"))
+    tables = family_tables()
+    resync_service(source, target, tables, namespace=NS, salt=SALT, run_id="r1")
+    with psycopg.connect(source, autocommit=True) as c:
+        c.execute("UPDATE children SET parent_id = 3, updated_at = now() WHERE parent_id = 4")
+        c.execute("DELETE FROM parents WHERE id = 4")
+    result = resync_service(source, target, tables, namespace=NS, salt=SALT, run_id="r2")
+    assert result["public.parents"].deleted == 1 and result["public.children"].updated == 5
+    assert {t: rows(target, t) for t in ("parents", "children")} == {t: rows(source, t) for t in ("parents", "children")}
+
+
+ACCOUNTS_DDL = """
+CREATE TABLE accounts (id bigint PRIMARY KEY, email text NOT NULL UNIQUE, updated_at timestamptz NOT NULL);
+INSERT INTO accounts SELECT g, 'user' || g || '@example.com', now() - interval '1 day' FROM generate_series(1, 500) g;
+"""
+
+
+def test_unique_value_taken_over_from_a_deleted_row(make_db) -> None:
+    """A new source row takes the unique email of a row deleted since the last resync: the target's
+    delete must come before the upsert, or the unique index refuses the new row."""
+    source, target = make_db("rs_uniq_src"), make_db("rs_uniq_dst")
+    with psycopg.connect(source, autocommit=True) as c:
+        c.execute(ACCOUNTS_DDL)
+    full_load_passthrough(source, target, ACCOUNTS_DDL.split(";")[0], "accounts")
+    cols = (ColumnMap("id", "bigint", True, "copy", ("id",)), ColumnMap("email", "text", True, "copy", ("email",)),
+            ColumnMap("updated_at", "timestamp with time zone", True, "copy", ("updated_at",)))
+    table = ResolvedTable("acc", "public", "accounts", "public", "accounts", cols, ("id",), ("id",), watermark="updated_at")
+    install_change_tracking(target, table)
+    sync(source, target, table)
+    with psycopg.connect(source, autocommit=True) as c:
+        c.execute("DELETE FROM accounts WHERE id IN (7, 8)")
+        c.execute("INSERT INTO accounts VALUES (501, 'user7@example.com', now())")
+        c.execute("UPDATE accounts SET email = 'user8@example.com', updated_at = now() WHERE id = 9")
+    r = sync(source, target, table)
+    assert (r.inserted, r.updated, r.deleted) == (1, 1, 2)
+    assert rows(target, "accounts") == rows(source, "accounts")
+
+
+def test_column_named_like_the_staged_fingerprint(make_db) -> None:
+    """Staged pass-through rows carry their key's fingerprint in one more column: a table column of that
+    name is moved as it is, and the fingerprint column takes another name."""
+    source, target = make_db("rs_h_src"), make_db("rs_h_dst")
+    ddl = "CREATE TABLE hashed (id bigint PRIMARY KEY, dbsplit_h text, updated_at timestamptz NOT NULL)"
+    with psycopg.connect(source, autocommit=True) as c:
+        c.execute(ddl)
+        c.execute("INSERT INTO hashed SELECT g, 'h' || g, now() - interval '1 day' FROM generate_series(1, 400) g")
+    full_load_passthrough(source, target, ddl, "hashed")
+    cols = (ColumnMap("id", "bigint", True, "copy", ("id",)), ColumnMap("dbsplit_h", "text", False, "copy", ("dbsplit_h",)),
+            ColumnMap("updated_at", "timestamp with time zone", True, "copy", ("updated_at",)))
+    table = ResolvedTable("h", "public", "hashed", "public", "hashed", cols, ("id",), ("id",), watermark="updated_at")
+    install_change_tracking(target, table)
+    sync(source, target, table)
+    with psycopg.connect(source, autocommit=True) as c:
+        c.execute("UPDATE hashed SET dbsplit_h = 'changed', updated_at = now() WHERE id % 10 = 0")
+        c.execute("DELETE FROM hashed WHERE id = 7")
+        c.execute("INSERT INTO hashed VALUES (401, NULL, now()), (900, 'backdated', now() - interval '30 days')")
+    r = sync(source, target, table)
+    assert (r.inserted, r.updated, r.deleted) == (2, 40, 1)
+    assert rows(target, "hashed") == rows(source, "hashed")
+    assert_key_table_consistent(source, target, table)

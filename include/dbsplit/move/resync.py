@@ -216,6 +216,7 @@ def resync_service(source_conninfo: str, target_conninfo: str, tables: Sequence[
             states = {name: _tracked_state(tgt, name, oids[name]) for name in by_name}
             fks = _deferrable_foreign_keys(tgt, list(oids.values()))
             order = _merge_order(tables)
+            alone = len(order) == 1
             with src.transaction():
                 runs = []
                 for i, name in enumerate(order):
@@ -225,8 +226,14 @@ def resync_service(source_conninfo: str, target_conninfo: str, tables: Sequence[
                 with ThreadPoolExecutor(1) as pool:   # leaving it waits for the source session (snapshot import)
                     for i, run in enumerate(runs):
                         run.prepare(source_conninfo, pool)
-                        _park(tgt, i)
-                _merge(tgt, runs, fks)
+                        _park(tgt, i, alone)
+                    early = not any(run.rebuild or run.other_unique() for run in runs)
+                    if not early:
+                        for i, run in enumerate(runs):
+                            _unpark(tgt, i, alone)
+                            run.diff()
+                            _park(tgt, i, alone)
+                    _merge(tgt, runs, fks, early)
             return {run.name: run.finish() for run in runs}
         finally:
             if tgt.info.transaction_status == psycopg.pq.TransactionStatus.IDLE:
@@ -275,8 +282,14 @@ def _deferrable_foreign_keys(tgt: psycopg.Connection, oids: list[int]) -> list[s
     return [sql.Identifier(schema, con) for schema, _, con, _ in rows]
 
 
-def _merge(tgt: psycopg.Connection, runs: list[_Run], fks: list[sql.Composable]) -> None:
-    """The merge transaction of every table (see resync_service); run i's temp tables are parked as i."""
+def _merge(tgt: psycopg.Connection, runs: list[_Run], fks: list[sql.Composable], early: bool) -> None:
+    """The merge transaction of every table (see resync_service); run i's temp tables are parked as i.
+
+    early: the changed rows are upserted before the key diffs are finished (they wait for the source's
+    key pass, which then overlaps the upsert), then the deletions and the rows of keys the diffs found
+    missing. Only when no table has a unique constraint besides its key: a source row that took over
+    the unique value of a deleted one would otherwise collide with it. Else the diffs are finished
+    before the merge and deletions come first."""
     with tgt.transaction():
         tgt.execute(sql.SQL("SELECT set_config({}, 'on', true)").format(sql.Literal(resync_state.SYNCING_SETTING)))
         if fks:
@@ -287,13 +300,17 @@ def _merge(tgt: psycopg.Connection, runs: list[_Run], fks: list[sql.Composable])
         waited = time.perf_counter() - t
         switched = [run.rel for run in runs if resync_state.set_triggers_enabled(tgt, run.rel, False)]
         indexed = list(enumerate(runs))
-        for phase, sequence in (("check", indexed), ("delete", indexed[::-1]), ("upsert", indexed)):
+        phases = [("check", indexed), ("delete", indexed[::-1]), ("upsert", indexed), ("record", indexed)]
+        if early:
+            phases = [("check", indexed), ("upsert", indexed), ("diff", indexed), ("check_rejects", indexed),
+                      ("delete", indexed[::-1]), ("upsert", indexed), ("record", indexed)]
+        for phase, sequence in phases:
             for i, run in sequence:
-                _unpark(tgt, i)
+                _unpark(tgt, i, len(runs) == 1)
                 if phase == "check":
                     run.steps["lock"] = round(waited, 4)
                 getattr(run, phase)()
-                _park(tgt, i)
+                _park(tgt, i, len(runs) == 1)
         if fks and switched:   # their checks now, as at commit: ALTER TABLE refuses tables with pending events
             tgt.execute(sql.SQL("SET CONSTRAINTS {} IMMEDIATE").format(sql.SQL(", ").join(fks)))
         for rel in switched:
@@ -311,13 +328,16 @@ def _rename_temps(tgt: psycopg.Connection, renames: dict[str, str]) -> None:
             sql.SQL("VIEW" if kind == "v" else "TABLE"), sql.Identifier(name), sql.Identifier(renames[name])))
 
 
-def _park(tgt: psycopg.Connection, i: int) -> None:
-    """Set a table's temp tables aside (renamed with the suffix #i) so that the next table can use the names."""
-    _rename_temps(tgt, {n: f"{n}#{i}" for n in _TEMPS})
+def _park(tgt: psycopg.Connection, i: int, alone: bool = False) -> None:
+    """Set a table's temp tables aside (renamed with the suffix #i) so that the next table can use the
+    names; alone: the run has one table, nothing to set aside."""
+    if not alone:
+        _rename_temps(tgt, {n: f"{n}#{i}" for n in _TEMPS})
 
 
-def _unpark(tgt: psycopg.Connection, i: int) -> None:
-    _rename_temps(tgt, {f"{n}#{i}": n for n in _TEMPS})
+def _unpark(tgt: psycopg.Connection, i: int, alone: bool = False) -> None:
+    if not alone:
+        _rename_temps(tgt, {f"{n}#{i}": n for n in _TEMPS})
 
 
 class _Run:
@@ -352,6 +372,9 @@ class _Run:
         self._t = time.perf_counter()
         self._rebuild = False
         self._source_root: Future | None = None
+        self._diff_args: tuple | None = None      # see _start_diff
+        self._unmerged = True              # staged rows not upserted yet
+        self.inserted = self.updated = 0
 
     def _step(self, label: str) -> None:
         now = time.perf_counter()
@@ -486,6 +509,14 @@ class _Run:
 
     def _diff_incremental(self) -> resync_diff.DiffResult:
         """Source key set against (key table + keys staged by this run that it lacks), by fingerprints."""
+        if self._diff_args is None:
+            self._start_diff()
+        with arrow_io.text_settings(self.src, {"TimeZone": "UTC"}):
+            return resync_diff.diff_keys(*self._diff_args)
+
+    def _start_diff(self) -> None:
+        """The target's side of the key diff, as far as it goes without the source's level-0 summaries:
+        the run's new keys (staged keys the key table lacks) and the target's level-0 summaries."""
         s = self.spec.s
         self._temp(NEWKEYS, [*s, "h"], [*self.spec.source_types, "bigint"])
         with self.tgt.transaction():
@@ -513,8 +544,7 @@ class _Run:
                     log.warning("%s: level-0 key summaries in a second source session failed (%s); "
                                 "computing them in the main session", self.name, e)
                     return resync_diff.summaries(source, resync_diff.root_groups(bounds))
-        with arrow_io.text_settings(self.src, {"TimeZone": "UTC"}):
-            return resync_diff.diff_keys(source, target, bounds, target_root, source_root)
+        self._diff_args = (source, target, bounds, target_root, source_root)
 
     def _source_side(self, conn: psycopg.Connection) -> resync_diff.KeySide:
         return resync_diff.KeySide(
@@ -736,7 +766,7 @@ class _Run:
         """Statistics of the key columns of the staging tables (row counts and key distinctness for the
         planner; the other columns are not needed)."""
         key = list(self.spec.target_cols)
-        targets = [(STAGE, key), (KEYHASH, self.spec.s)]
+        targets = [(STAGE, key)] if self.fetch.hashed_stage else [(STAGE, key), (KEYHASH, self.spec.s)]
         if self.spec.mode == "mapped":
             targets.append((KEYSTAGE, [*self.spec.s, *self.spec.t]))
         for name, cols in targets:
@@ -749,8 +779,20 @@ class _Run:
 
     # -- the run -------------------------------------------------------------------------------
 
+    @property
+    def rebuild(self) -> bool:
+        """This run rebuilds the key table (it reads every source key)."""
+        return self._rebuild
+
+    def other_unique(self) -> bool:
+        """The target table has a unique (or exclusion) index besides its primary key."""
+        return self.tgt.execute(
+            "SELECT EXISTS (SELECT 1 FROM pg_index WHERE indrelid = %s::regclass"
+            " AND (indisunique OR indisexclusion) AND NOT indisprimary)", (self.rel.as_string(self.tgt),)).fetchone()[0]
+
     def prepare(self, source_conninfo: str, pool: ThreadPoolExecutor) -> None:
-        """Steps 1 and 2, outside the merge transaction: changed and differing rows staged, deletions found."""
+        """Step 1, outside the merge transaction: the changed rows staged; the source's level-0 key
+        summaries started in a second session."""
         table = self.table
         self._t = time.perf_counter()
         self.truncated = truncated = self._truncated()
@@ -764,7 +806,14 @@ class _Run:
         self.fetch.stage_where(window)
         self._analyze_stage()
         self._step("read changed rows")
+        if not self._rebuild:
+            self._start_diff()
+            self._step("diff keys")
 
+    def diff(self) -> None:
+        """Step 2: deletions found, the rows of keys the target lacks staged (before the merge, or inside
+        it after the first upsert: see _merge)."""
+        self._t = time.perf_counter()
         self.gone: list[tuple[str, ...]] = []
         self.stale = False
         if self._rebuild:
@@ -776,11 +825,12 @@ class _Run:
             diff = {"levels": res.levels, "buckets": res.buckets, "differing_buckets": res.differing_buckets,
                     "leaf_keys": res.leaf_keys, "source_only": len(missing), "target_only": len(self.gone)}
             self.stale = self.st.root_bounds is None or res.bounds_stale()
-        self.diff = diff
+        self.diff_stats = diff
         self._step("diff keys")
         if missing:
             self.fetch.stage_keys(missing)
             self._analyze_stage()
+            self._unmerged = True
         self._step("read differing keys")
 
     def _joins(self) -> None:
@@ -814,6 +864,11 @@ class _Run:
             raise DataCheckFailed(
                 f"{self.name}: {len(conflicts)} row(s) were changed in the target since the last resync and differ "
                 f"from the source (on_conflict=stop, nothing was changed): key {shown}")
+        self.check_rejects()
+
+    def check_rejects(self) -> None:
+        """Too many source rows rejected by the transforms stop the whole merge (it rolls back)."""
+        table = self.table
         self.rejected = [f"{r.key}: {r.column or '-'}: {r.reason}" for r in self.fetch.rejects]
         if len(self.rejected) > table.max_rejected_rows:
             raise DataCheckFailed(
@@ -828,11 +883,22 @@ class _Run:
         self._step("delete")
 
     def upsert(self) -> None:
-        """Step 4b, in the merge transaction (parents before children): upsert, key table, change log, state."""
+        """Step 4b, in the merge transaction (parents before children): the staged rows not merged yet
+        (all of them, again, after the diff staged more: the merged ones are equal now, not rewritten)."""
+        if not self._unmerged:
+            return
         self._t = time.perf_counter()
         self._joins()
-        self.inserted, self.updated = self._upsert()
+        inserted, updated = self._upsert()
+        self.inserted += inserted
+        self.updated += updated
+        self._unmerged = False
         self._step("upsert")
+
+    def record(self) -> None:
+        """Step 4c, in the merge transaction: key table, change log, sync state."""
+        self._t = time.perf_counter()
+        self._joins()
         self._maintain_keys(self.gone)
         self._step("key table")
         bounds: list[list[str]] | None | bool = False
@@ -863,7 +929,7 @@ class _Run:
             upserted=inserted + self.updated, deleted=deleted, conflicts=conflicts, skipped_conflicts=self.skipped,
             seconds=round(seconds, 4), watermark_before=self.before, watermark_after=self.after, inserted=inserted,
             updated=self.updated, read_rows=self.fetch.rows, rejected=self.rejected, rebuilt_keys=self._rebuild,
-            diff=self.diff, steps=self.steps)
+            diff=self.diff_stats, steps=self.steps)
         log.info("%s: resync %s: %d upserted (%d new), %d deleted, %d conflict(s), %d skipped, %d read, %.2f s",
                  self.name, self.run_id, result.upserted, inserted, deleted, len(conflicts), self.skipped,
                  result.read_rows, seconds)

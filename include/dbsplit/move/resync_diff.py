@@ -231,13 +231,32 @@ def quantiles(side: KeySide, ranges: Sequence[Range], steps: Sequence[int]) -> l
 
 
 def keys_in(side: KeySide, ranges: Sequence[Range]) -> set[Key]:
-    """Every key of this side in the ranges, as texts."""
+    """Every key of this side in the ranges, as texts. A one-column key's bounded ranges are read by one
+    index range scan each (a LATERAL join over the bounds): OR-ed ranges become a bitmap scan that
+    checks every range against every key, in parallel workers that cost more to start than they save."""
     found: set[Key] = set()
-    for start in range(0, len(ranges), RANGES_PER_QUERY):
-        part = ranges[start:start + RANGES_PER_QUERY]
+    by_range = len(side.cols) == 1 and not side.types[0].endswith("]")
+    bounded = [r for r in ranges if by_range and r[0] is not None and r[1] is not None]
+    rest = [r for r in ranges if not (by_range and r[0] is not None and r[1] is not None)]
+    for start in range(0, len(bounded), RANGES_PER_QUERY):
+        found.update((r[0],) for r in side.conn.execute(_keys_by_range(side, bounded[start:start + RANGES_PER_QUERY])))
+    for start in range(0, len(rest), RANGES_PER_QUERY):
+        part = rest[start:start + RANGES_PER_QUERY]
         query = sql.SQL("SELECT {} FROM {} WHERE {}").format(key_texts(side.cols), side.relation, _where(side, part))
         found.update(tuple(r) for r in side.conn.execute(query))
     return found
+
+
+def _keys_by_range(side: KeySide, ranges: Sequence[Range]) -> sql.Composable:
+    """The keys (as text) of a one-column key in these bounded ranges, one index range scan per range."""
+    col, ty = sql.Identifier(side.cols[0]), sql.SQL(side.types[0])
+    cond = sql.SQL("{} >= r.lo AND {} < r.hi").format(col, col)
+    if side.where is not None:
+        cond = sql.SQL("({}) AND ({})").format(side.where, cond)
+    return sql.SQL("SELECT x.k::text FROM unnest(CAST({lo} AS {ty}[]), CAST({hi} AS {ty}[])) AS r(lo, hi)"
+                   " CROSS JOIN LATERAL (SELECT {col} AS k FROM {rel} WHERE {cond}) AS x").format(
+        lo=sql.Literal(array_literal([r[0][0] for r in ranges])), hi=sql.Literal(array_literal([r[1][0] for r in ranges])),
+        ty=ty, col=col, rel=side.relation, cond=cond)
 
 
 def _split(r: Range, inner: Sequence[Key]) -> list[Range]:

@@ -4,7 +4,9 @@
     pg_temp.dbsplit_keystage  (s0..sn[, t0..tm]) for every staged row: its source key and, for mapped
                               keys, its target key. Direct keys: a view over dbsplit_stage.
     pg_temp.dbsplit_keyhash   (s0..sn, h) for every staged row: its source key and the key's fingerprint
-                              computed BY THE SOURCE SERVER (see resync.py: key_hash)
+                              computed BY THE SOURCE SERVER (see resync.py: key_hash). Pass-through tables:
+                              a view over dbsplit_stage, whose rows carry the fingerprint in one more
+                              column (read in the same COPY as the row).
     pg_temp.dbsplit_allkeys   (s0..sn, h) of every source row, and pg_temp.dbsplit_allmap (s0..sn, t0..tm)
                               for mapped keys (only when the key table is rebuilt)
 
@@ -131,18 +133,32 @@ class Fetcher:
 
     # -- staging tables -------------------------------------------------------------------------
 
+    @property
+    def hashed_stage(self) -> bool:
+        """Staged rows carry their key's fingerprint (column hash_column) and dbsplit_keyhash is a view:
+        pass-through tables with a direct key, whose rows and fingerprints come from one COPY."""
+        return self.table.passthrough and self.spec.mode == "direct"
+
+    @property
+    def hash_column(self) -> str:
+        """The staging table's fingerprint column: a name none of the table's columns has."""
+        taken = {cm.target for cm in self.table.columns}
+        name = "dbsplit_h"
+        while name in taken:
+            name += "_"
+        return name
+
     def create_stage(self) -> None:
-        cols = sql.SQL(", ").join(
-            sql.SQL("{} {}{}").format(sql.Identifier(cm.target), sql.SQL(cm.target_type),
-                                      sql.SQL(" NOT NULL") if cm.not_null else sql.SQL(""))
-            for cm in self.table.columns)
-        self.tgt.execute(sql.SQL("DROP TABLE IF EXISTS pg_temp.{}").format(sql.Identifier(STAGE)))
-        self.tgt.execute(sql.SQL("DROP VIEW IF EXISTS pg_temp.{}").format(sql.Identifier(KEYSTAGE)))
+        cols = [sql.SQL("{} {}{}").format(sql.Identifier(cm.target), sql.SQL(cm.target_type),
+                                          sql.SQL(" NOT NULL") if cm.not_null else sql.SQL(""))
+                for cm in self.table.columns]
+        if self.hashed_stage:
+            cols.append(sql.SQL("{} bigint NOT NULL").format(sql.Identifier(self.hash_column)))
+        self.tgt.execute(sql.SQL("DROP TABLE IF EXISTS pg_temp.{} CASCADE").format(sql.Identifier(STAGE)))
         self.tgt.execute(sql.SQL("DROP TABLE IF EXISTS pg_temp.{}").format(sql.Identifier(KEYSTAGE)))
-        self.tgt.execute(sql.SQL("CREATE TEMP TABLE {} ({})").format(sql.Identifier(STAGE), cols))
+        self.tgt.execute(sql.SQL("CREATE TEMP TABLE {} ({})").format(sql.Identifier(STAGE), sql.SQL(", ").join(cols)))
         self.tgt.execute(sql.SQL("CREATE INDEX ON pg_temp.{} ({})").format(
             sql.Identifier(STAGE), sql.SQL(", ").join(map(sql.Identifier, self.spec.target_cols))))
-        self._create_keys(KEYHASH, hashed=True)
         if self.spec.mode == "direct":
             sel = sql.SQL(", ").join(sql.SQL("{} AS {}").format(sql.Identifier(t), sql.Identifier(s))
                                      for t, s in zip(self.spec.target_of_s(), self.spec.s))
@@ -150,6 +166,11 @@ class Fetcher:
                 sql.Identifier(KEYSTAGE), sel, sql.Identifier(STAGE)))
         else:
             self._create_keys(KEYSTAGE)
+        if self.hashed_stage:
+            self.tgt.execute(sql.SQL("CREATE TEMP VIEW {} AS SELECT {}, {} AS h FROM pg_temp.{}").format(
+                sql.Identifier(KEYHASH), sel, sql.Identifier(self.hash_column), sql.Identifier(STAGE)))
+        else:
+            self._create_keys(KEYHASH, hashed=True)
 
     def _create_keys(self, name: str, hashed: bool = False) -> None:
         cols = [sql.SQL("{} {} NOT NULL").format(sql.Identifier(s), sql.SQL(ty))
@@ -175,7 +196,10 @@ class Fetcher:
             n += self._stage_rows(part)
             if self.spec.mode == "mapped":
                 self._load_keys(part, KEYSTAGE)
-            self._hashes(part, KEYHASH)
+            if not self.hashed_stage:
+                self._hashes(part, KEYHASH)
+            elif self.new_keys is not None:
+                self._add_new_keys(KEYHASH)
         self.rows += n
         self.seconds += time.perf_counter() - start
         return n
@@ -217,16 +241,22 @@ class Fetcher:
         with arrow_io.text_settings(self.src, KEY_SETTINGS):
             n = self._copy(query, KEYHASH_LATE if late else name, [*self.spec.s, "h"], self._binary_ok())
         if late:
-            s = self.spec.s
             with self.tgt.transaction():
                 self.tgt.execute(sql.SQL("INSERT INTO pg_temp.{} SELECT * FROM pg_temp.{}").format(
                     sql.Identifier(KEYHASH), sql.Identifier(KEYHASH_LATE)))
-                on = sql.SQL(" AND ").join(sql.SQL("k.{} = l.{}").format(sql.Identifier(c), sql.Identifier(c)) for c in s)
-                self.tgt.execute(sql.SQL("INSERT INTO pg_temp.{} SELECT l.* FROM pg_temp.{} l "
-                                         "WHERE NOT EXISTS (SELECT 1 FROM {} k WHERE {})").format(
-                    sql.Identifier(self.new_keys[0]), sql.Identifier(KEYHASH_LATE), self.new_keys[1], on))
+                self._add_new_keys(KEYHASH_LATE)
                 self.tgt.execute(sql.SQL("TRUNCATE pg_temp.{}").format(sql.Identifier(KEYHASH_LATE)))
         return n
+
+    def _add_new_keys(self, staged: str) -> None:
+        """The keys of pg_temp.<staged> that neither the key table nor the new-key table holds, into the
+        new-key table (see track_new_keys)."""
+        table, key_table = self.new_keys
+        on = sql.SQL(" AND ").join(sql.SQL("k.{} = l.{}").format(sql.Identifier(c), sql.Identifier(c)) for c in self.spec.s)
+        self.tgt.execute(sql.SQL("INSERT INTO pg_temp.{n} SELECT {cols} FROM pg_temp.{l} l WHERE NOT EXISTS "
+                                 "(SELECT 1 FROM {k} k WHERE {on}) AND NOT EXISTS (SELECT 1 FROM pg_temp.{n} k WHERE {on})").format(
+            n=sql.Identifier(table), cols=sql.SQL(", ").join(sql.Identifier("l", c) for c in [*self.spec.s, "h"]),
+            l=sql.Identifier(staged), k=key_table, on=on))
 
     def keys_condition(self, keys: Sequence[tuple[str, ...]]) -> sql.Composable:
         """`key IN (...)` on the source table for source key texts."""
@@ -302,10 +332,15 @@ class Fetcher:
         t = self.table
         if t.passthrough:
             cols = [cm.target for cm in t.columns]
-            query = sql.SQL("SELECT {} FROM {}{}").format(sql.SQL(", ").join(map(sql.Identifier, cols)),
+            select = [sql.Identifier(c) for c in cols]
+            if self.hashed_stage:
+                select.append(self.key_hash)
+                cols.append(self.hash_column)
+            query = sql.SQL("SELECT {} FROM {}{}").format(sql.SQL(", ").join(select),
                                                          sql.Identifier(t.source_schema, t.source_table),
                                                          self._filter_clause(where))
-            return self._copy(query, STAGE, cols, self._binary_ok())
+            with arrow_io.text_settings(self.src, KEY_SETTINGS):
+                return self._copy(query, STAGE, cols, self._binary_ok())
         return self._transformed(t, where, STAGE)
 
     def _load_keys(self, where: sql.Composable | None, name: str) -> int:
