@@ -178,12 +178,15 @@ def summaries(side: KeySide, groups: Sequence[tuple[Range, list[Range]]]) -> lis
     return out
 
 
-def root_summaries_by_range(side: KeySide, bounds: Sequence[Key]) -> list[tuple[int, str]]:
+def root_summaries_by_range(side: KeySide, bounds: Sequence[Key], buckets: range | None = None) -> list[tuple[int, str]]:
     """summaries(side, root_groups(bounds)) for a one-column key with a btree index: one index range
     scan per bucket (a LATERAL join over the bounds) instead of a scan of every key grouped by
-    width_bucket, which spends more on its hash table than on reading the keys."""
+    width_bucket, which spends more on its hash table than on reading the keys. buckets: only these
+    level-0 buckets (0 to len(bounds)), so that several sessions can share the pass."""
+    every = range(len(bounds) + 1)
+    buckets = every if buckets is None else buckets
     if len(side.cols) != 1 or not bounds or side.types[0].endswith("]"):
-        return summaries(side, root_groups(bounds))
+        return summaries(side, root_groups(bounds))[buckets.start:buckets.stop]
     col, ty = sql.Identifier(side.cols[0]), sql.SQL(side.types[0])
     texts = [b[0] for b in bounds]
 
@@ -194,17 +197,23 @@ def root_summaries_by_range(side: KeySide, bounds: Sequence[Key]) -> list[tuple[
         return sql.SQL("CAST({} AS {})").format(sql.Literal(t), ty)
 
     agg = sql.SQL("count(*) AS n, coalesce(sum({}), 0)::text AS h").format(side.fp)
-    parts = [sql.SQL("SELECT 0, {} FROM {} WHERE {}").format(agg, side.relation, cond(sql.SQL("{} < {}").format(col, bound(texts[0]))))]
-    if len(texts) > 1:
+    parts = []
+    if 0 in buckets:
+        parts.append(sql.SQL("SELECT 0, {} FROM {} WHERE {}").format(
+            agg, side.relation, cond(sql.SQL("{} < {}").format(col, bound(texts[0])))))
+    inner = [i for i in buckets if 0 < i < len(texts)]   # bucket i: [texts[i-1], texts[i])
+    if inner:
         parts.append(sql.SQL(
-            "SELECT r.i::int, x.n, x.h FROM unnest(CAST({lo} AS {ty}[]), CAST({hi} AS {ty}[])) WITH ORDINALITY AS r(lo, hi, i)"
+            "SELECT r.i::int + {first}, x.n, x.h FROM unnest(CAST({lo} AS {ty}[]), CAST({hi} AS {ty}[])) WITH ORDINALITY AS r(lo, hi, i)"
             " CROSS JOIN LATERAL (SELECT {agg} FROM {rel} WHERE {c}) AS x").format(
-            lo=sql.Literal(array_literal(texts[:-1])), hi=sql.Literal(array_literal(texts[1:])), ty=ty, agg=agg,
+            first=sql.Literal(inner[0] - 1), lo=sql.Literal(array_literal(texts[inner[0] - 1:inner[-1]])),
+            hi=sql.Literal(array_literal(texts[inner[0]:inner[-1] + 1])), ty=ty, agg=agg,
             rel=side.relation, c=cond(sql.SQL("{} >= r.lo AND {} < r.hi").format(col, col))))
-    parts.append(sql.SQL("SELECT {}, {} FROM {} WHERE {}").format(
-        sql.Literal(len(texts)), agg, side.relation, cond(sql.SQL("{} >= {}").format(col, bound(texts[-1])))))
-    found = {b: (n, h) for b, n, h in side.conn.execute(sql.SQL(" UNION ALL ").join(parts))}
-    return [found.get(i, (0, "0")) for i in range(len(texts) + 1)]
+    if len(texts) in buckets:
+        parts.append(sql.SQL("SELECT {}, {} FROM {} WHERE {}").format(
+            sql.Literal(len(texts)), agg, side.relation, cond(sql.SQL("{} >= {}").format(col, bound(texts[-1])))))
+    found = {b: (n, h) for b, n, h in side.conn.execute(sql.SQL(" UNION ALL ").join(parts))} if parts else {}
+    return [found.get(i, (0, "0")) for i in buckets]
 
 
 def quantiles(side: KeySide, ranges: Sequence[Range], steps: Sequence[int]) -> list[list[Key]]:
