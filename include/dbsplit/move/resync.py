@@ -24,15 +24,18 @@ One resync, in one read-only REPEATABLE READ snapshot of the source:
    left the row equal to the source (a service writing the same change to both databases) is
    counted in skipped_conflicts, not reported.
 4. One target transaction (the tracking triggers switched off inside it when the session owns the
-   table, else kept quiet by `SET LOCAL dbsplit.syncing = 'on'`): delete, then upsert the staged rows
-   (a MERGE on PostgreSQL 17+, else INSERT then UPDATE) where the row differs (an unchanged row is not
-   rewritten: a resync without source changes writes nothing), update the key table, consume the
-   change log, record the sync state.
+   table, else kept quiet by `SET LOCAL dbsplit.syncing = 'on'`): upsert the staged rows (a MERGE on
+   PostgreSQL 17+, else INSERT then UPDATE) where the row differs (an unchanged row is not rewritten:
+   a resync without source changes writes nothing), delete, update the key table, consume the change
+   log, record the sync state. Step 2 finishes inside it, after the upsert (which so overlaps the pass
+   over every source key), and the rows it found missing are upserted after the deletes; for tables
+   with a unique constraint besides the key, step 2 finishes before and the deletes come first
+   (see _merge).
 
 Several tables of one target database (a service's) are resynced together by resync_service, all in one
-source snapshot: steps 1-2 of each table, then steps 3-4 of all in one merge transaction (every table's
-conflicts before any change, children's deletes before their parents', parents' upserts before their
-children's; the foreign keys between the tables are deferred to the commit). resync_table is
+source snapshot: step 1 of each table, then steps 3-4 of all in one merge transaction (every table's
+conflicts before any change, parents' upserts before their children's, children's deletes before their
+parents'; the foreign keys between the tables are deferred to the commit). resync_table is
 resync_service for one table.
 
 Tables whose key is a computed UUID (uuid_key) are compared in the SOURCE key space: the key table
@@ -184,14 +187,16 @@ def resync_service(source_conninfo: str, target_conninfo: str, tables: Sequence[
     one source snapshot for all, one target merge transaction for all, so that the foreign keys between
     them hold. Returns each table's result by target name, in merge order.
 
-    Each table is read and diffed on its own (steps 1-2, outside the merge transaction; its temp tables
-    are then set aside under a per-table name). The merge transaction locks every table, checks every
-    table's conflicts and rejects before anything is changed, then deletes children before parents and
-    upserts parents before children (the foreign keys between the tables, as topological order). The
-    foreign keys between the tables are made DEFERRABLE (INITIALLY IMMEDIATE, so other writers see no
-    difference) and deferred for the merge: they are checked at its commit, whatever the order, cycles
-    and self-references included. ON DELETE actions (CASCADE, SET NULL, ...) and RESTRICT act at once;
-    the order makes plain parent/child deletes pass RESTRICT."""
+    Each table's changed rows are read on their own (step 1, outside the merge transaction; its temp
+    tables are then set aside under a per-table name). The merge transaction locks every table, checks
+    every table's conflicts and rejects before anything is changed, then upserts parents before
+    children, finishes the key diffs, deletes children before parents and upserts the rows the diffs
+    found missing (the foreign keys between the tables, as topological order; see _merge for tables
+    with other unique constraints). The foreign keys between the tables are made DEFERRABLE (INITIALLY
+    IMMEDIATE, so other writers see no difference) and deferred for the merge: they are checked at its
+    commit, whatever the order, cycles and self-references included. ON DELETE actions (CASCADE, SET
+    NULL, ...) and RESTRICT act at once; the order makes plain parent/child deletes, and children
+    moved off a deleted parent, pass RESTRICT."""
     if on_conflict not in ON_CONFLICT:
         raise ValueError(f"on_conflict must be one of {ON_CONFLICT}, not {on_conflict!r}")
     start = time.perf_counter()
