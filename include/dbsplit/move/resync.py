@@ -811,13 +811,18 @@ class _Run:
         self._t = time.perf_counter()
         self.truncated = truncated = self._truncated()
         self._rebuild = not self.st.keys_ready or truncated or self.st.key_hash != self.hash_id
+        # the pass over the source keys starts after pass-through rows (a COPY of the source's pages on
+        # the critical path, slowed by a second pass over the same pages), before transformed ones
+        # (their time is spent in this process, which the pass can overlap)
+        root = not self._rebuild and self.st.root_bounds is not None and self._sums_kept()
+        if root and not self.fetch.hashed_stage:
+            self._start_source_root(source_conninfo, pool)
         self.fetch.create_stage()
         window, self.before, self.after = self._window()
         if table.watermark and self.before is None:
             log.info("%s: no previous watermark: every source row is read (only differing rows are written)", self.name)
         self.fetch.stage_where(window)
-        # after the changed rows: both read the source's pages, and the COPY is on the critical path
-        if not self._rebuild and self.st.root_bounds is not None and self._sums_kept():
+        if root and self.fetch.hashed_stage:
             self._start_source_root(source_conninfo, pool)
         self._analyze_stage()
         self._step("read changed rows")
