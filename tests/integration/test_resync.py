@@ -13,6 +13,7 @@ import pytest
 from psycopg import sql
 
 from dbsplit.errors import DataCheckFailed
+from dbsplit.move import resync as resync_module
 from dbsplit.move import resync_diff
 from dbsplit.move.copy import source_connection
 from dbsplit.move.resync import ChangeTrackingMissing, install_change_tracking, resync_table
@@ -194,7 +195,10 @@ def test_passthrough_resync_makes_target_equal_and_second_run_writes_nothing(ite
     assert state == (r3.watermark_after, "test", 3, 0, 0)
 
 
-def test_insert_with_an_old_clock_is_found_by_the_key_diff(items) -> None:
+@pytest.mark.parametrize("overlap", [True, False], ids=["diff-inside-merge", "diff-before-merge"])
+def test_insert_with_an_old_clock_is_found_by_the_key_diff(items, overlap, monkeypatch) -> None:
+    if not overlap:
+        monkeypatch.setattr(resync_module, "OVERLAP_MAX_KEYS", 0)
     source, target = items
     table = items_table()
     sync(source, target, table)
@@ -629,11 +633,14 @@ def test_merge_switches_tracking_off_for_its_own_writes_only(items, pg_server_ur
     assert sync(source, target, table).conflicts == ["3"]
 
 
-def test_restrict_key_holds_when_children_leave_a_deleted_parent(make_db) -> None:
+@pytest.mark.parametrize("overlap", [True, False], ids=["diff-inside-merge", "diff-before-merge"])
+def test_restrict_key_holds_when_children_leave_a_deleted_parent(make_db, overlap, monkeypatch) -> None:
     """ON DELETE RESTRICT is checked at once, deferred or not: the children's upserts (they now point
     elsewhere) must come before the parent's delete."""
     from dbsplit.move.resync import resync_service
 
+    if not overlap:
+        monkeypatch.setattr(resync_module, "OVERLAP_MAX_KEYS", 0)
     source, target = family(make_db, FAMILY_TARGET_FKS.replace("REFERENCES parents (id)",
                                                                "REFERENCES parents (id) ON DELETE RESTRICT"))
     tables = family_tables()

@@ -27,10 +27,10 @@ One resync, in one read-only REPEATABLE READ snapshot of the source:
    table, else kept quiet by `SET LOCAL dbsplit.syncing = 'on'`): upsert the staged rows (a MERGE on
    PostgreSQL 17+, else INSERT then UPDATE) where the row differs (an unchanged row is not rewritten:
    a resync without source changes writes nothing), delete, update the key table, consume the change
-   log, record the sync state. Step 2 finishes inside it, after the upsert (which so overlaps the pass
-   over every source key), and the rows it found missing are upserted after the deletes; for tables
-   with a unique constraint besides the key, step 2 finishes before and the deletes come first
-   (see _merge).
+   log, record the sync state. For tables of at most OVERLAP_MAX_KEYS keys step 2 finishes inside it,
+   after the upsert (which so overlaps the pass over every source key), and the rows it found missing
+   are upserted after the deletes; for tables with a unique constraint besides the key, step 2
+   finishes before and the deletes come first (see _merge).
 
 Several tables of one target database (a service's) are resynced together by resync_service, all in one
 source snapshot: step 1 of each table, then steps 3-4 of all in one merge transaction (every table's
@@ -75,6 +75,7 @@ CONFLICTS = "dbsplit_conflicts"
 TRUNCATED = "(TRUNCATE)"
 MERGE_RETURNING_VERSION = 170000   # MERGE ... RETURNING merge_action()
 ROOT_SESSIONS = 2                  # source sessions sharing the pass over every key (level-0 summaries)
+OVERLAP_MAX_KEYS = 2_000_000       # larger tables finish the key diff before the merge (see _merge)
 _TIME_TYPES = ("timestamp", "date")
 _INT_TYPES = ("smallint", "integer", "bigint")
 # key texts and fingerprints are made under these settings on both sides (timestamptz text depends on TimeZone)
@@ -234,13 +235,14 @@ def resync_service(source_conninfo: str, target_conninfo: str, tables: Sequence[
                     for i, run in enumerate(runs):
                         run.prepare(source_conninfo, pool)
                         _park(tgt, i, alone)
-                    early = not any(run.rebuild or run.other_unique() for run in runs)
-                    if not early:
+                    upsert_first = not any(run.other_unique() for run in runs)
+                    overlap = upsert_first and not any(run.rebuild or run.key_count() > OVERLAP_MAX_KEYS for run in runs)
+                    if not overlap:
                         for i, run in enumerate(runs):
                             _unpark(tgt, i, alone)
                             run.diff()
                             _park(tgt, i, alone)
-                    _merge(tgt, runs, fks, early)
+                    _merge(tgt, runs, fks, upsert_first, overlap)
             return {run.name: run.finish() for run in runs}
         finally:
             if tgt.info.transaction_status == psycopg.pq.TransactionStatus.IDLE:
@@ -289,14 +291,17 @@ def _deferrable_foreign_keys(tgt: psycopg.Connection, oids: list[int]) -> list[s
     return [sql.Identifier(schema, con) for schema, _, con, _ in rows]
 
 
-def _merge(tgt: psycopg.Connection, runs: list[_Run], fks: list[sql.Composable], early: bool) -> None:
+def _merge(tgt: psycopg.Connection, runs: list[_Run], fks: list[sql.Composable], upsert_first: bool,
+           overlap: bool) -> None:
     """The merge transaction of every table (see resync_service); run i's temp tables are parked as i.
 
-    early: the changed rows are upserted before the key diffs are finished (they wait for the source's
-    key pass, which then overlaps the upsert), then the deletions and the rows of keys the diffs found
-    missing. Only when no table has a unique constraint besides its key: a source row that took over
-    the unique value of a deleted one would otherwise collide with it. Else the diffs are finished
-    before the merge and deletions come first."""
+    upsert_first: the staged rows are upserted before the deletes (children moved off a deleted parent
+    leave it before an ON DELETE RESTRICT key is checked). Only when no table has a unique constraint
+    besides its key: a new row may take over the unique value of a deleted one, which must go first.
+    overlap (with upsert_first): the key diffs are finished inside the transaction, after the upsert,
+    which so overlaps the pass over every source key; then the deletes, then the rows the diffs found
+    missing. Writers wait for the rest of that pass: only for tables of at most OVERLAP_MAX_KEYS keys
+    (and not when a key table is rebuilt); otherwise the diffs are finished before the merge."""
     with tgt.transaction():
         tgt.execute(sql.SQL("SELECT set_config({}, 'on', true)").format(sql.Literal(resync_state.SYNCING_SETTING)))
         if fks:
@@ -307,10 +312,13 @@ def _merge(tgt: psycopg.Connection, runs: list[_Run], fks: list[sql.Composable],
         waited = time.perf_counter() - t
         switched = [run.rel for run in runs if resync_state.set_triggers_enabled(tgt, run.rel, False)]
         indexed = list(enumerate(runs))
-        phases = [("check", indexed), ("delete", indexed[::-1]), ("upsert", indexed), ("record", indexed)]
-        if early:
+        if overlap:
             phases = [("check", indexed), ("upsert", indexed), ("diff", indexed), ("check_rejects", indexed),
                       ("delete", indexed[::-1]), ("upsert", indexed), ("record", indexed)]
+        elif upsert_first:
+            phases = [("check", indexed), ("upsert", indexed), ("delete", indexed[::-1]), ("record", indexed)]
+        else:
+            phases = [("check", indexed), ("delete", indexed[::-1]), ("upsert", indexed), ("record", indexed)]
         for phase, sequence in phases:
             for i, run in sequence:
                 _unpark(tgt, i, len(runs) == 1)
@@ -803,6 +811,11 @@ class _Run:
         return self.tgt.execute(
             "SELECT EXISTS (SELECT 1 FROM pg_index WHERE indrelid = %s::regclass"
             " AND (indisunique OR indisexclusion) AND NOT indisprimary)", (self.rel.as_string(self.tgt),)).fetchone()[0]
+
+    def key_count(self) -> int:
+        """About how many keys the key table holds (the planner's estimate: no scan)."""
+        return self.tgt.execute("SELECT greatest(reltuples, 0)::bigint FROM pg_class WHERE oid = %s::regclass",
+                                (self.ktab.as_string(self.tgt),)).fetchone()[0]
 
     def prepare(self, source_conninfo: str, pool: ThreadPoolExecutor) -> None:
         """Step 1, outside the merge transaction: the changed rows staged; the source's level-0 key
