@@ -653,6 +653,21 @@ def test_restrict_key_holds_when_children_leave_a_deleted_parent(make_db, overla
     assert {t: rows(target, t) for t in ("parents", "children")} == {t: rows(source, t) for t in ("parents", "children")}
 
 
+def tracked_three_columns(make_db, name: str, ddl: str, middle: tuple[str, bool]) -> tuple[str, str, ResolvedTable]:
+    """A source table (id bigint key, one text column, updated_at) made and filled by ddl (statements
+    separated by ';', the first creates it), loaded, tracked and resynced once."""
+    source, target = make_db(f"rs_{name}_src"), make_db(f"rs_{name}_dst")
+    with psycopg.connect(source, autocommit=True) as c:
+        c.execute(ddl)
+    full_load_passthrough(source, target, ddl.split(";")[0], name)
+    cols = (ColumnMap("id", "bigint", True, "copy", ("id",)), ColumnMap(middle[0], "text", middle[1], "copy", (middle[0],)),
+            ColumnMap("updated_at", "timestamp with time zone", True, "copy", ("updated_at",)))
+    table = ResolvedTable(name, "public", name, "public", name, cols, ("id",), ("id",), watermark="updated_at")
+    install_change_tracking(target, table)
+    sync(source, target, table)
+    return source, target, table
+
+
 ACCOUNTS_DDL = """
 CREATE TABLE accounts (id bigint PRIMARY KEY, email text NOT NULL UNIQUE, updated_at timestamptz NOT NULL);
 INSERT INTO accounts SELECT g, 'user' || g || '@example.com', now() - interval '1 day' FROM generate_series(1, 500) g;
@@ -662,15 +677,7 @@ INSERT INTO accounts SELECT g, 'user' || g || '@example.com', now() - interval '
 def test_unique_value_taken_over_from_a_deleted_row(make_db) -> None:
     """A new source row takes the unique email of a row deleted since the last resync: the target's
     delete must come before the upsert, or the unique index refuses the new row."""
-    source, target = make_db("rs_uniq_src"), make_db("rs_uniq_dst")
-    with psycopg.connect(source, autocommit=True) as c:
-        c.execute(ACCOUNTS_DDL)
-    full_load_passthrough(source, target, ACCOUNTS_DDL.split(";")[0], "accounts")
-    cols = (ColumnMap("id", "bigint", True, "copy", ("id",)), ColumnMap("email", "text", True, "copy", ("email",)),
-            ColumnMap("updated_at", "timestamp with time zone", True, "copy", ("updated_at",)))
-    table = ResolvedTable("acc", "public", "accounts", "public", "accounts", cols, ("id",), ("id",), watermark="updated_at")
-    install_change_tracking(target, table)
-    sync(source, target, table)
+    source, target, table = tracked_three_columns(make_db, "accounts", ACCOUNTS_DDL, ("email", True))
     with psycopg.connect(source, autocommit=True) as c:
         c.execute("DELETE FROM accounts WHERE id IN (7, 8)")
         c.execute("INSERT INTO accounts VALUES (501, 'user7@example.com', now())")
@@ -683,17 +690,9 @@ def test_unique_value_taken_over_from_a_deleted_row(make_db) -> None:
 def test_column_named_like_the_staged_fingerprint(make_db) -> None:
     """Staged pass-through rows carry their key's fingerprint in one more column: a table column of that
     name is moved as it is, and the fingerprint column takes another name."""
-    source, target = make_db("rs_h_src"), make_db("rs_h_dst")
-    ddl = "CREATE TABLE hashed (id bigint PRIMARY KEY, dbsplit_h text, updated_at timestamptz NOT NULL)"
-    with psycopg.connect(source, autocommit=True) as c:
-        c.execute(ddl)
-        c.execute("INSERT INTO hashed SELECT g, 'h' || g, now() - interval '1 day' FROM generate_series(1, 400) g")
-    full_load_passthrough(source, target, ddl, "hashed")
-    cols = (ColumnMap("id", "bigint", True, "copy", ("id",)), ColumnMap("dbsplit_h", "text", False, "copy", ("dbsplit_h",)),
-            ColumnMap("updated_at", "timestamp with time zone", True, "copy", ("updated_at",)))
-    table = ResolvedTable("h", "public", "hashed", "public", "hashed", cols, ("id",), ("id",), watermark="updated_at")
-    install_change_tracking(target, table)
-    sync(source, target, table)
+    ddl = ("CREATE TABLE hashed (id bigint PRIMARY KEY, dbsplit_h text, updated_at timestamptz NOT NULL);"
+           "INSERT INTO hashed SELECT g, 'h' || g, now() - interval '1 day' FROM generate_series(1, 400) g")
+    source, target, table = tracked_three_columns(make_db, "hashed", ddl, ("dbsplit_h", False))
     with psycopg.connect(source, autocommit=True) as c:
         c.execute("UPDATE hashed SET dbsplit_h = 'changed', updated_at = now() WHERE id % 10 = 0")
         c.execute("DELETE FROM hashed WHERE id = 7")
