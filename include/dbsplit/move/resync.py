@@ -571,8 +571,9 @@ class _Run:
 
     def _start_source_root(self, source_conninfo: str, pool: ThreadPoolExecutor) -> None:
         """Start the source's level-0 summaries (one pass over every source key: the largest single cost of
-        an incremental run) in a second session on this run's snapshot, so that it runs while the
-        target prepares its side of the diff and upserts the changed rows."""
+        an incremental run) in ROOT_SESSIONS more sessions on this run's snapshot (each over a share of
+        the level-0 buckets), so that it runs while the target prepares its side of the diff and
+        upserts the changed rows."""
         bounds = [tuple(b) for b in self.st.root_bounds]
         groups = resync_diff.root_groups(bounds)
         snapshot = copy.export_snapshot(self.src)
