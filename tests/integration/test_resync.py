@@ -235,6 +235,30 @@ def test_target_write_is_a_conflict_that_source_wins_overwrites_and_reports(item
     assert sync(source, target, table).conflicts == []
 
 
+@pytest.mark.parametrize("overlap", [True, False], ids=["diff-inside-merge", "diff-before-merge"])
+def test_key_a_service_inserted_first_enters_the_key_table(items, overlap, monkeypatch) -> None:
+    """A service inserts key K in the target, the source then inserts K too: the upsert matches the
+    service's row (it inserts nothing), yet K is new to the key table and must enter it."""
+    if not overlap:
+        monkeypatch.setattr(resync_module, "OVERLAP_MAX_KEYS", 0)
+    source, target = items
+    table = items_table()
+    sync(source, target, table)
+    with psycopg.connect(target) as c:
+        c.execute("INSERT INTO items VALUES (888888, 'written by the service first', 1, 1, NULL, now())")
+        c.execute("INSERT INTO items VALUES (888889, 'service only', 1, 1, NULL, now())")
+    with psycopg.connect(source) as c:
+        c.execute("INSERT INTO items VALUES (888888, 'from the monolith', 2, 2, NULL, now())")
+        c.execute("UPDATE items SET qty = -2, updated_at = now() WHERE id = 12")
+    r = sync(source, target, table)
+    assert (r.conflicts, r.inserted, r.updated, r.deleted) == (["888888", "888889"], 0, 2, 1)
+    assert r.diff["source_only"] == 0       # K was known as new before the diff (it did not have to find it)
+    assert rows(target, "items") == rows(source, "items")
+    assert_key_table_consistent(source, target, table)
+    again = sync(source, target, table)
+    assert (again.upserted, again.deleted, again.diff["differing_buckets"]) == (0, 0, 0)
+
+
 def test_stop_raises_with_the_keys_and_changes_nothing(items) -> None:
     source, target = items
     table = items_table()

@@ -72,6 +72,7 @@ ON_CONFLICT = ("source_wins", "stop")
 NEWKEYS = "dbsplit_newkeys"
 GONE = "dbsplit_gone"
 CONFLICTS = "dbsplit_conflicts"
+INSERTED = "dbsplit_inserted"
 TRUNCATED = "(TRUNCATE)"
 MERGE_RETURNING_VERSION = 170000   # MERGE ... RETURNING merge_action()
 ROOT_SESSIONS = 2                  # source sessions sharing the pass over every key (level-0 summaries)
@@ -231,12 +232,13 @@ def resync_service(source_conninfo: str, target_conninfo: str, tables: Sequence[
                     (Path(tmp) / str(i)).mkdir()
                     runs.append(_Run(src, tgt, by_name[name], states[name], namespace, salt, on_conflict, overlap,
                                      run_id, Path(tmp) / str(i), start))
+                upsert_first = not any(run.other_unique() for run in runs)
+                may_overlap = upsert_first and not any(run.key_count() > OVERLAP_MAX_KEYS for run in runs)
                 with ThreadPoolExecutor(ROOT_SESSIONS) as pool:   # leaving it waits for the source sessions
                     for i, run in enumerate(runs):
-                        run.prepare(source_conninfo, pool)
+                        run.prepare(source_conninfo, pool, may_overlap)
                         _park(tgt, i, alone)
-                    upsert_first = not any(run.other_unique() for run in runs)
-                    overlap = upsert_first and not any(run.rebuild or run.key_count() > OVERLAP_MAX_KEYS for run in runs)
+                    overlap = may_overlap and not any(run.rebuild for run in runs)
                     if not overlap:
                         for i, run in enumerate(runs):
                             _unpark(tgt, i, alone)
@@ -332,7 +334,7 @@ def _merge(tgt: psycopg.Connection, runs: list[_Run], fks: list[sql.Composable],
             resync_state.set_triggers_enabled(tgt, rel, True)
 
 
-_TEMPS = (STAGE, KEYSTAGE, KEYHASH, KEYHASH_LATE, ALLKEYS, ALLMAP, NEWKEYS, GONE, CONFLICTS)
+_TEMPS = (STAGE, KEYSTAGE, KEYHASH, KEYHASH_LATE, ALLKEYS, ALLMAP, NEWKEYS, GONE, CONFLICTS, INSERTED)
 
 
 def _rename_temps(tgt: psycopg.Connection, renames: dict[str, str]) -> None:
@@ -389,6 +391,8 @@ class _Run:
         self._source_root: list[Future] | None = None   # parts of the level-0 summaries, in bucket order
         self._diff_args: tuple | None = None      # see _start_diff
         self._unmerged = True              # staged rows not upserted yet
+        self._merged_once = False
+        self._lazy_new_keys = False        # see prepare and _new_keys
         self.inserted = self.updated = 0
 
     def _step(self, label: str) -> None:
@@ -536,12 +540,7 @@ class _Run:
         self._temp(NEWKEYS, [*s, "h"], [*self.spec.source_types, "bigint"])
         with self.tgt.transaction():
             self._probe_joins()
-            # probed in key order: neighbouring probes share the key index's pages (a quarter less time)
-            self.tgt.execute(sql.SQL(
-                "INSERT INTO pg_temp.{nk} SELECT kh.* FROM (SELECT {sk} FROM pg_temp.{kh} ORDER BY {sc}) kh"
-                " WHERE NOT EXISTS (SELECT 1 FROM {ktab} k WHERE {on})").format(
-                nk=sql.Identifier(NEWKEYS), sk=sql.SQL(", ").join(_ident([*s, "h"])), kh=sql.Identifier(KEYHASH),
-                sc=sql.SQL(", ").join(_ident(s)), ktab=self.ktab, on=_eq(s, "k", s, "kh")))
+            self.tgt.execute(self._new_keys())
         self.tgt.execute(sql.SQL("CREATE INDEX ON pg_temp.{} ({})").format(sql.Identifier(NEWKEYS), sql.SQL(", ").join(_ident(s))))
         self.fetch.track_new_keys(NEWKEYS, self.ktab)
         cols = sql.SQL(", ").join(_ident(s))
@@ -563,6 +562,30 @@ class _Run:
                                 "computing them in the main session", self.name, e)
                     return resync_diff.summaries(source, resync_diff.root_groups(bounds))
         self._diff_args = (source, target, bounds, target_root, source_root)
+
+    def _new_keys(self) -> sql.Composable:
+        """INSERT into the new-key table the staged keys (with their hash) that the key table lacks.
+
+        Every staged key is probed (in key order: neighbouring probes share the key index's pages, a
+        quarter less time), unless the upsert already ran and recorded the keys it inserted (lazy):
+        then only those and the keys the service changed in the target are probed. A staged key the
+        key table lacks is a row the target lacked (inserted now) or one a service wrote there
+        (a recorded change); a key missed all the same shows in the diff and enters as a late key."""
+        s = self.spec.s
+        candidates = sql.SQL("pg_temp.{}").format(sql.Identifier(KEYHASH))
+        if self._lazy_new_keys and self._merged_once:
+            t, tt = list(self.spec.target_cols), self.spec.t
+            changed = sql.SQL(", ").join(sql.Identifier("c", tt[t.index(c)]) for c in self.spec.target_of_s())
+            candidates = sql.SQL(
+                "(SELECT kh.* FROM pg_temp.{kh} kh WHERE ({ks}) IN (SELECT {i} FROM pg_temp.{ins} UNION ALL"
+                " SELECT {changed} FROM pg_temp.{c} c))").format(
+                kh=sql.Identifier(KEYHASH), ks=sql.SQL(", ").join(_ident(s, "kh")), i=sql.SQL(", ").join(_ident(s)),
+                ins=sql.Identifier(INSERTED), changed=changed, c=sql.Identifier(CONFLICTS))
+        return sql.SQL(
+            "INSERT INTO pg_temp.{nk} SELECT kh.* FROM (SELECT {sk} FROM {cand} x ORDER BY {sc}) kh"
+            " WHERE NOT EXISTS (SELECT 1 FROM {ktab} k WHERE {on})").format(
+            nk=sql.Identifier(NEWKEYS), sk=sql.SQL(", ").join(_ident([*s, "h"])), cand=candidates,
+            sc=sql.SQL(", ").join(_ident(s)), ktab=self.ktab, on=_eq(s, "k", s, "kh"))
 
     def _source_side(self, conn: psycopg.Connection) -> resync_diff.KeySide:
         return resync_diff.KeySide(
@@ -707,9 +730,18 @@ class _Run:
                                             for c in other)}
         if self.tgt.info.server_version >= MERGE_RETURNING_VERSION:
             update = "WHEN MATCHED AND {differs} THEN UPDATE SET {sets} " if other else ""
+            record = ""
+            if self._lazy_new_keys:   # the source keys of the rows it inserts (see _new_keys)
+                self._temp(INSERTED, self.spec.s, self.spec.source_types)
+                parts["inserted"] = sql.Identifier(INSERTED)
+                parts["ret"] = sql.SQL(", ").join(sql.SQL("s.{} AS {}").format(sql.Identifier(t), sql.Identifier(c))
+                                                  for t, c in zip(self.spec.target_of_s(), self.spec.s))
+                parts["keys"] = sql.SQL(", ").join(_ident(self.spec.s))
+                record = ", i AS (INSERT INTO pg_temp.{inserted} SELECT {keys} FROM m WHERE a = 'INSERT')"
             inserted, updated = self.tgt.execute(sql.SQL(
                 "WITH m AS (MERGE INTO {rel} AS d USING pg_temp.{stage} AS s ON {on} " + update +
-                "WHEN NOT MATCHED THEN INSERT ({cols}) VALUES ({scols}) RETURNING merge_action() AS a)"
+                "WHEN NOT MATCHED THEN INSERT ({cols}) VALUES ({scols}) RETURNING merge_action() AS a" +
+                (", {ret}" if record else "") + ")" + record +
                 " SELECT count(*) FILTER (WHERE a = 'INSERT'), count(*) FILTER (WHERE a = 'UPDATE') FROM m").format(
                 **parts)).fetchone()
             return inserted, updated
@@ -814,13 +846,15 @@ class _Run:
             " AND (indisunique OR indisexclusion) AND NOT indisprimary)", (self.rel.as_string(self.tgt),)).fetchone()[0]
 
     def key_count(self) -> int:
-        """About how many keys the key table holds (the planner's estimate: no scan)."""
-        return self.tgt.execute("SELECT greatest(reltuples, 0)::bigint FROM pg_class WHERE oid = %s::regclass",
-                                (self.ktab.as_string(self.tgt),)).fetchone()[0]
+        """About how many keys the key table holds (the planner's estimate: no scan; 0 before it exists)."""
+        return self.tgt.execute("SELECT coalesce((SELECT greatest(reltuples, 0)::bigint FROM pg_class"
+                                " WHERE oid = to_regclass(%s)), 0)", (self.ktab.as_string(self.tgt),)).fetchone()[0]
 
-    def prepare(self, source_conninfo: str, pool: ThreadPoolExecutor) -> None:
+    def prepare(self, source_conninfo: str, pool: ThreadPoolExecutor, may_overlap: bool = False) -> None:
         """Step 1, outside the merge transaction: the changed rows staged; the source's level-0 key
-        summaries started in a second session."""
+        summaries started in more sessions. may_overlap: the merge will probably upsert before the
+        diff finishes (see _merge): the target's side of the diff waits for the upsert, which tells
+        the new keys (lazy, pass-through tables on PostgreSQL 17+)."""
         table = self.table
         self._t = time.perf_counter()
         self.truncated = truncated = self._truncated()
@@ -840,7 +874,9 @@ class _Run:
             self._start_source_root(source_conninfo, pool)
         self._analyze_stage()
         self._step("read changed rows")
-        if not self._rebuild:
+        self._lazy_new_keys = (may_overlap and not self._rebuild and self.fetch.hashed_stage
+                               and self.tgt.info.server_version >= MERGE_RETURNING_VERSION)
+        if not self._rebuild and not self._lazy_new_keys:
             self._start_diff()
             self._step("diff keys")
 
@@ -927,6 +963,7 @@ class _Run:
         self.inserted += inserted
         self.updated += updated
         self._unmerged = False
+        self._merged_once = True
         self._step("upsert")
 
     def record(self) -> None:
