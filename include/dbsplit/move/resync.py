@@ -61,7 +61,7 @@ from psycopg import sql
 
 from dbsplit.errors import DataCheckFailed, DbsplitError
 from dbsplit.move import arrow_io, copy, resync_diff, resync_state
-from dbsplit.move.resync_fetch import (ALLKEYS, ALLMAP, KEYHASH, KEYHASH_LATE, KEYSTAGE, STAGE, Fetcher, KeySpec,
+from dbsplit.move.resync_fetch import (ALLKEYS, ALLMAP, KEYHASH, KEYHASH_LATE, KEYSTAGE, STAGE, STAGE_LATE, Fetcher, KeySpec,
                                       key_spec, source_column_types)
 from dbsplit.move.resync_state import ChangeTrackingMissing
 from dbsplit.resolved import ResolvedTable
@@ -334,7 +334,7 @@ def _merge(tgt: psycopg.Connection, runs: list[_Run], fks: list[sql.Composable],
             resync_state.set_triggers_enabled(tgt, rel, True)
 
 
-_TEMPS = (STAGE, KEYSTAGE, KEYHASH, KEYHASH_LATE, ALLKEYS, ALLMAP, NEWKEYS, GONE, CONFLICTS, INSERTED)
+_TEMPS = (STAGE, KEYSTAGE, KEYHASH, KEYHASH_LATE, STAGE_LATE, ALLKEYS, ALLMAP, NEWKEYS, GONE, CONFLICTS, INSERTED)
 
 
 def _rename_temps(tgt: psycopg.Connection, renames: dict[str, str]) -> None:

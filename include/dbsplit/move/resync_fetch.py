@@ -36,6 +36,7 @@ STAGE = "dbsplit_stage"
 KEYSTAGE = "dbsplit_keystage"
 KEYHASH = "dbsplit_keyhash"
 KEYHASH_LATE = "dbsplit_keyhash_late"
+STAGE_LATE = "dbsplit_stage_late"
 ALLKEYS = "dbsplit_allkeys"
 ALLMAP = "dbsplit_allmap"
 KEY_SETTINGS = {"TimeZone": "UTC"}   # on top of arrow_io.TEXT_SETTINGS: key texts and hashes of the source
@@ -198,8 +199,6 @@ class Fetcher:
                 self._load_keys(part, KEYSTAGE)
             if not self.hashed_stage:
                 self._hashes(part, KEYHASH)
-            elif self.new_keys is not None:
-                self._add_new_keys(KEYHASH)
         self.rows += n
         self.seconds += time.perf_counter() - start
         return n
@@ -229,7 +228,12 @@ class Fetcher:
     def track_new_keys(self, table: str, key_table: sql.Composable) -> None:
         """From now on, keys staged that key_table lacks are also added to pg_temp.<table> (the run's
         new keys), so that the key table's maintenance needs no probe per staged key."""
-        self._create_keys(KEYHASH_LATE, hashed=True)
+        if self.hashed_stage:   # late rows land here first, then join the staging table
+            self.tgt.execute(sql.SQL("DROP TABLE IF EXISTS pg_temp.{}").format(sql.Identifier(STAGE_LATE)))
+            self.tgt.execute(sql.SQL("CREATE TEMP TABLE {} (LIKE pg_temp.{})").format(
+                sql.Identifier(STAGE_LATE), sql.Identifier(STAGE)))
+        else:
+            self._create_keys(KEYHASH_LATE, hashed=True)
         self.new_keys = (table, key_table)
 
     def _hashes(self, where: sql.Composable | None, name: str) -> int:
@@ -244,19 +248,31 @@ class Fetcher:
             with self.tgt.transaction():
                 self.tgt.execute(sql.SQL("INSERT INTO pg_temp.{} SELECT * FROM pg_temp.{}").format(
                     sql.Identifier(KEYHASH), sql.Identifier(KEYHASH_LATE)))
-                self._add_new_keys(KEYHASH_LATE)
+                self._add_new_keys(sql.SQL("pg_temp.{}").format(sql.Identifier(KEYHASH_LATE)))
                 self.tgt.execute(sql.SQL("TRUNCATE pg_temp.{}").format(sql.Identifier(KEYHASH_LATE)))
         return n
 
-    def _add_new_keys(self, staged: str) -> None:
-        """The keys of pg_temp.<staged> that neither the key table nor the new-key table holds, into the
-        new-key table (see track_new_keys)."""
+    def _add_new_keys(self, staged: sql.Composable) -> None:
+        """The keys of staged (a FROM item with the s columns and h) that neither the key table nor the
+        new-key table holds, into the new-key table (see track_new_keys)."""
         table, key_table = self.new_keys
         on = sql.SQL(" AND ").join(sql.SQL("k.{} = l.{}").format(sql.Identifier(c), sql.Identifier(c)) for c in self.spec.s)
-        self.tgt.execute(sql.SQL("INSERT INTO pg_temp.{n} SELECT {cols} FROM pg_temp.{l} l WHERE NOT EXISTS "
+        self.tgt.execute(sql.SQL("INSERT INTO pg_temp.{n} SELECT {cols} FROM {l} l WHERE NOT EXISTS "
                                  "(SELECT 1 FROM {k} k WHERE {on}) AND NOT EXISTS (SELECT 1 FROM pg_temp.{n} k WHERE {on})").format(
             n=sql.Identifier(table), cols=sql.SQL(", ").join(sql.Identifier("l", c) for c in [*self.spec.s, "h"]),
-            l=sql.Identifier(staged), k=key_table, on=on))
+            l=staged, k=key_table, on=on))
+
+    def _join_late_rows(self) -> None:
+        """Late pass-through rows (staged after track_new_keys) from their landing table into the
+        staging table; their keys the key table lacks into the new-key table."""
+        late = sql.Identifier(STAGE_LATE)
+        keys = sql.SQL(", ").join(sql.SQL("{} AS {}").format(sql.Identifier(t), sql.Identifier(c))
+                                  for t, c in zip(self.spec.target_of_s(), self.spec.s))
+        with self.tgt.transaction():
+            self.tgt.execute(sql.SQL("INSERT INTO pg_temp.{} SELECT * FROM pg_temp.{}").format(sql.Identifier(STAGE), late))
+            self._add_new_keys(sql.SQL("(SELECT {}, {} AS h FROM pg_temp.{})").format(
+                keys, sql.Identifier(self.hash_column), late))
+            self.tgt.execute(sql.SQL("TRUNCATE pg_temp.{}").format(late))
 
     def keys_condition(self, keys: Sequence[tuple[str, ...]]) -> sql.Composable:
         """`key IN (...)` on the source table for source key texts."""
@@ -339,8 +355,12 @@ class Fetcher:
             query = sql.SQL("SELECT {} FROM {}{}").format(sql.SQL(", ").join(select),
                                                          sql.Identifier(t.source_schema, t.source_table),
                                                          self._filter_clause(where))
+            late = self.hashed_stage and self.new_keys is not None
             with arrow_io.text_settings(self.src, KEY_SETTINGS):
-                return self._copy(query, STAGE, cols, self._binary_ok())
+                n = self._copy(query, STAGE_LATE if late else STAGE, cols, self._binary_ok())
+            if late:
+                self._join_late_rows()
+            return n
         return self._transformed(t, where, STAGE)
 
     def _load_keys(self, where: sql.Composable | None, name: str) -> int:
