@@ -4,6 +4,8 @@ written with an older clock; pass-through tables and transformed ones (rename, c
 
 from __future__ import annotations
 
+import bisect
+import random
 import uuid
 from datetime import timedelta
 from pathlib import Path
@@ -193,6 +195,52 @@ def test_passthrough_resync_makes_target_equal_and_second_run_writes_nothing(ite
         state = c.execute("SELECT watermark, last_run_id, runs, last_upserted, last_deleted FROM _dbsplit.sync_state"
                           " WHERE target_table = 'public.items'").fetchone()
     assert state == (r3.watermark_after, "test", 3, 0, 0)
+
+
+@pytest.mark.parametrize("stripe", [None, 2], ids=["one-source-session", "two-sessions-in-stripes"])
+def test_key_diff_differs_exactly_in_the_buckets_that_lost_keys(items, stripe, monkeypatch) -> None:
+    """The source's level-0 summaries, one session or two taking stripes of buckets in turn, are put
+    back in bucket order: only the buckets holding a deleted key differ (misplaced summaries would
+    make others differ too, costing reads but no wrong result, so the count is what shows it)."""
+    if stripe is not None:   # 3000 keys make 24 level-0 buckets: two sessions, stripes of 2 buckets
+        monkeypatch.setattr(resync_module, "ROOT_STRIPE", stripe)
+    source, target = items
+    table = items_table()
+    sync(source, target, table)   # builds the key table and the level-0 bounds
+    with psycopg.connect(source) as c:
+        c.execute("DELETE FROM items WHERE id %% 211 = 5 OR id BETWEEN %s AND %s", (2400, 2410))
+        c.execute("UPDATE items SET name = name || ' v2', updated_at = now() WHERE id % 10 = 3")
+    with psycopg.connect(target) as t:
+        gone = {r[0] for r in t.execute("SELECT id FROM items")}
+        bounds = [int(b[0]) for b in t.execute("SELECT root_bounds FROM _dbsplit.sync_state"
+                                               " WHERE target_table = 'public.items'").fetchone()[0]]
+    with psycopg.connect(source) as s:
+        gone -= {r[0] for r in s.execute("SELECT id FROM items")}
+    assert len(bounds) >= 20
+    r = sync(source, target, table)
+    assert r.deleted == len(gone) and r.diff["target_only"] == len(gone)
+    assert r.diff["differing_buckets"] == len({bisect.bisect_right(bounds, k) for k in gone})
+    assert rows(target, "items") == rows(source, "items")
+
+
+def test_level0_summaries_by_range_follow_the_buckets_asked_for(make_db) -> None:
+    """root_summaries_by_range answers for the buckets asked, in their order, as the grouped scan does."""
+    source = make_db("rsums")
+    with psycopg.connect(source) as c:
+        c.execute(ITEMS_DDL)
+        c.execute(ITEMS_FILL, (ROWS,))
+        c.execute("DELETE FROM items WHERE id % 7 = 0")
+        fp = resync_diff.fingerprint(["id"])
+        side = resync_diff.KeySide(c, sql.Identifier("public", "items"), ("id",), ("bigint",), fp)
+        bounds = [(str(k),) for k in range(100, ROWS, 150)]
+        expected = resync_diff.summaries(side, resync_diff.root_groups(bounds))
+        assert len(set(expected)) == len(expected)   # every bucket's summary is its own
+        order = list(range(len(bounds) + 1))
+        random.Random(7).shuffle(order)
+        assert resync_diff.root_summaries_by_range(side, bounds) == expected
+        assert resync_diff.root_summaries_by_range(side, bounds, order) == [expected[i] for i in order]
+        share = sorted(order[:5]) + [len(bounds), 0]
+        assert resync_diff.root_summaries_by_range(side, bounds, share) == [expected[i] for i in share]
 
 
 @pytest.mark.parametrize("overlap", [True, False], ids=["diff-inside-merge", "diff-before-merge"])

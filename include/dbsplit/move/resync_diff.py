@@ -178,15 +178,17 @@ def summaries(side: KeySide, groups: Sequence[tuple[Range, list[Range]]]) -> lis
     return out
 
 
-def root_summaries_by_range(side: KeySide, bounds: Sequence[Key], buckets: range | None = None) -> list[tuple[int, str]]:
+def root_summaries_by_range(side: KeySide, bounds: Sequence[Key], buckets: Sequence[int] | None = None) -> list[tuple[int, str]]:
     """summaries(side, root_groups(bounds)) for a one-column key with a btree index: one index range
     scan per bucket (a LATERAL join over the bounds) instead of a scan of every key grouped by
     width_bucket, which spends more on its hash table than on reading the keys. buckets: only these
-    level-0 buckets (0 to len(bounds)), so that several sessions can share the pass."""
+    level-0 buckets (numbers 0 to len(bounds), in any order; the result follows it), so that several
+    sessions can share the pass."""
     every = range(len(bounds) + 1)
     buckets = every if buckets is None else buckets
     if len(side.cols) != 1 or not bounds or side.types[0].endswith("]"):
-        return summaries(side, root_groups(bounds))[buckets.start:buckets.stop]
+        found_all = summaries(side, root_groups(bounds))
+        return [found_all[i] for i in buckets]
     col, ty = sql.Identifier(side.cols[0]), sql.SQL(side.types[0])
     texts = [b[0] for b in bounds]
 
@@ -197,19 +199,20 @@ def root_summaries_by_range(side: KeySide, bounds: Sequence[Key], buckets: range
         return sql.SQL("CAST({} AS {})").format(sql.Literal(t), ty)
 
     agg = sql.SQL("count(*) AS n, coalesce(sum({}), 0)::text AS h").format(side.fp)
+    wanted = set(buckets)
     parts = []
-    if 0 in buckets:
+    if 0 in wanted:
         parts.append(sql.SQL("SELECT 0, {} FROM {} WHERE {}").format(
             agg, side.relation, cond(sql.SQL("{} < {}").format(col, bound(texts[0])))))
-    inner = [i for i in buckets if 0 < i < len(texts)]   # bucket i: [texts[i-1], texts[i])
+    inner = sorted(i for i in wanted if 0 < i < len(texts))   # bucket i: [texts[i-1], texts[i])
     if inner:
         parts.append(sql.SQL(
-            "SELECT r.i::int + {first}, x.n, x.h FROM unnest(CAST({lo} AS {ty}[]), CAST({hi} AS {ty}[])) WITH ORDINALITY AS r(lo, hi, i)"
+            "SELECT r.i, x.n, x.h FROM unnest(CAST({lo} AS {ty}[]), CAST({hi} AS {ty}[]), CAST({i} AS int[])) AS r(lo, hi, i)"
             " CROSS JOIN LATERAL (SELECT {agg} FROM {rel} WHERE {c}) AS x").format(
-            first=sql.Literal(inner[0] - 1), lo=sql.Literal(array_literal(texts[inner[0] - 1:inner[-1]])),
-            hi=sql.Literal(array_literal(texts[inner[0]:inner[-1] + 1])), ty=ty, agg=agg,
-            rel=side.relation, c=cond(sql.SQL("{} >= r.lo AND {} < r.hi").format(col, col))))
-    if len(texts) in buckets:
+            lo=sql.Literal(array_literal([texts[i - 1] for i in inner])),
+            hi=sql.Literal(array_literal([texts[i] for i in inner])), i=sql.Literal("{" + ",".join(map(str, inner)) + "}"),
+            ty=ty, agg=agg, rel=side.relation, c=cond(sql.SQL("{} >= r.lo AND {} < r.hi").format(col, col))))
+    if len(texts) in wanted:
         parts.append(sql.SQL("SELECT {}, {} FROM {} WHERE {}").format(
             sql.Literal(len(texts)), agg, side.relation, cond(sql.SQL("{} >= {}").format(col, bound(texts[-1])))))
     found = {b: (n, h) for b, n, h in side.conn.execute(sql.SQL(" UNION ALL ").join(parts))} if parts else {}
@@ -248,11 +251,11 @@ def keys_in(side: KeySide, ranges: Sequence[Range]) -> set[Key]:
     bounded = [r for r in ranges if by_range and r[0] is not None and r[1] is not None]
     rest = [r for r in ranges if not (by_range and r[0] is not None and r[1] is not None)]
     for start in range(0, len(bounded), RANGES_PER_QUERY):
-        found.update((r[0],) for r in side.conn.execute(_keys_by_range(side, bounded[start:start + RANGES_PER_QUERY])))
+        found.update(side.conn.execute(_keys_by_range(side, bounded[start:start + RANGES_PER_QUERY])).fetchall())
     for start in range(0, len(rest), RANGES_PER_QUERY):
         part = rest[start:start + RANGES_PER_QUERY]
         query = sql.SQL("SELECT {} FROM {} WHERE {}").format(key_texts(side.cols), side.relation, _where(side, part))
-        found.update(tuple(r) for r in side.conn.execute(query))
+        found.update(side.conn.execute(query).fetchall())
     return found
 
 
