@@ -182,11 +182,13 @@ def change(src: str, rows: int, fraction: float, round_no: int) -> dict[str, int
         # round i's changes happen during hour i from now, spread over the hour: resyncs run on a schedule,
         # not seconds apart, and the 5-minute overlap re-reads only the previous hour's last minutes
         later = f"clock_timestamp() + ({round_no - 1} + random()) * interval '1 hour'"
+        # a sample of about 1.5 times the rows wanted, then a random choice among them: a plain LIMIT would
+        # take the first rows of the sample in physical order and so change the first pages only
         updated = c.execute("UPDATE events SET title = title || ' (edited)', amount = amount + 1, updated_at = " + later +
-                  " WHERE id IN (SELECT id FROM events TABLESAMPLE BERNOULLI (%s) REPEATABLE (%s) LIMIT %s)",
+                  " WHERE id IN (SELECT id FROM events TABLESAMPLE BERNOULLI (%s) REPEATABLE (%s) ORDER BY random() LIMIT %s)",
                   (min(100.0, 150.0 * updates / rows), round_no, updates)).rowcount
         deleted = c.execute("DELETE FROM events WHERE id IN (SELECT id FROM events TABLESAMPLE BERNOULLI (%s) REPEATABLE (%s)"
-                  " WHERE updated_at < now() - interval '1 hour' LIMIT %s)",
+                  " WHERE updated_at < now() - interval '1 hour' ORDER BY random() LIMIT %s)",
                   (min(100.0, 150.0 * deletes / rows), round_no + 1000, deletes)).rowcount
         top = c.execute("SELECT max(id) FROM events").fetchone()[0]
         c.execute("INSERT INTO events SELECT g, 1, 'buy', 'new ' || g, 1, NULL, true, NULL, clock_timestamp(), "
