@@ -182,6 +182,7 @@ def test_passthrough_resync_makes_target_equal_and_second_run_writes_nothing(ite
     assert not r2.rebuilt_keys
     assert r2.inserted == c2["inserted"] and r2.updated == c2["updated"] and r2.deleted == c2["deleted"]
     assert r2.diff["target_only"] == c2["deleted"]
+    assert r2.verified == r2.read_rows >= c2["updated"] + c2["inserted"]   # every staged row checked in place
     assert rows(target, "items") == rows(source, "items")
     assert_key_table_consistent(source, target, table)
     # nothing changed in the source: nothing is written (same row versions), though the overlap re-reads rows
@@ -192,9 +193,19 @@ def test_passthrough_resync_makes_target_equal_and_second_run_writes_nothing(ite
     assert versions(target, "items") == before
     assert r3.watermark_before == r2.watermark_after == r3.watermark_after
     with psycopg.connect(target) as c:
-        state = c.execute("SELECT watermark, last_run_id, runs, last_upserted, last_deleted FROM _dbsplit.sync_state"
-                          " WHERE target_table = 'public.items'").fetchone()
-    assert state == (r3.watermark_after, "test", 3, 0, 0)
+        state = c.execute("SELECT watermark, last_run_id, runs, last_upserted, last_deleted, last_verified"
+                          " FROM _dbsplit.sync_state WHERE target_table = 'public.items'").fetchone()
+    assert state == (r3.watermark_after, "test", 3, 0, 0, r3.read_rows)
+
+
+def test_sync_state_of_an_older_dbsplit_gains_the_verified_count(items) -> None:
+    source, target = items
+    with psycopg.connect(target) as c:   # the state table as dbsplit created it before the column existed
+        c.execute("ALTER TABLE _dbsplit.sync_state DROP COLUMN last_verified")
+    r = sync(source, target, items_table())
+    with psycopg.connect(target) as c:
+        assert c.execute("SELECT last_verified FROM _dbsplit.sync_state").fetchone() == (r.verified,)
+    assert r.verified == r.read_rows > 0   # the rows of the watermark overlap
 
 
 @pytest.mark.parametrize("stripe", [None, 2], ids=["one-source-session", "two-sessions-in-stripes"])
@@ -353,6 +364,43 @@ def test_watermark_overlap_rereads_rows_written_with_an_older_clock(items) -> No
     assert rows(target, "items") == rows(source, "items")
 
 
+@pytest.mark.parametrize("change", ["trigger", "cascade"])
+def test_rows_the_target_changes_behind_the_merge_fail_it_and_change_nothing(items, make_db, change) -> None:
+    """The merge checks, before it commits, that every staged row is in the target as staged: a target
+    trigger that rewrites the rows it writes, or a cascade that removes one, fails the resync loudly,
+    and nothing of it stays (target rows, sync state, change log); the source is never written."""
+    source, target = items
+    table = items_table()
+    first = sync(source, target, table)
+    with psycopg.connect(target) as c:
+        if change == "trigger":   # a service's own trigger, added during the dual-write period
+            c.execute("CREATE FUNCTION shout() RETURNS trigger LANGUAGE plpgsql AS"
+                      " $$BEGIN NEW.name := upper(NEW.name); RETURN NEW; END$$")
+            c.execute("CREATE TRIGGER shout BEFORE UPDATE ON items FOR EACH ROW WHEN (NEW.id = 101) EXECUTE FUNCTION shout()")
+        else:                     # a service table whose rows go when an item is deleted, and take the item along
+            c.execute("CREATE TABLE holds (item_id bigint PRIMARY KEY REFERENCES items ON DELETE CASCADE)")
+            c.execute("INSERT INTO holds VALUES (105)")
+            c.execute("CREATE FUNCTION drop_item() RETURNS trigger LANGUAGE plpgsql AS"
+                      " $$BEGIN DELETE FROM items WHERE id = 102; RETURN OLD; END$$")
+            c.execute("CREATE TRIGGER drop_item AFTER DELETE ON holds FOR EACH ROW EXECUTE FUNCTION drop_item()")
+    with psycopg.connect(source) as c:
+        c.execute("UPDATE items SET name = 'source change', updated_at = now() WHERE id BETWEEN 100 AND 110")
+        c.execute("DELETE FROM items WHERE id = 105")
+    before, source_before = versions(target, "items"), rows(source, "items")
+    victim = 101 if change == "trigger" else 102
+    with pytest.raises(DataCheckFailed, match=rf"after the merge 1 of the \d+ staged row\(s\) are not in the target"
+                                              rf".*nothing was changed.*key {victim}\. "):
+        sync(source, target, table)
+    assert versions(target, "items") == before
+    assert rows(source, "items") == source_before
+    with psycopg.connect(target) as c:
+        assert c.execute("SELECT watermark, runs FROM _dbsplit.sync_state").fetchone() == (first.watermark_after, 1)
+        assert c.execute("SELECT count(*) FROM _dbsplit.target_changes").fetchone()[0] == 0
+        c.execute("DROP TRIGGER shout ON items" if change == "trigger" else "DROP TRIGGER drop_item ON holds")
+    r = sync(source, target, table)   # what changed them is gone: the same changes go through
+    assert r.verified == r.read_rows and rows(target, "items") == rows(source, "items")
+
+
 def test_transformed_table_with_uuid_key_matches_a_fresh_full_load(make_db, tmp_path: Path) -> None:
     source, target, fresh = make_db("psrc"), make_db("pdst"), make_db("pnew")
     table = people_table()
@@ -372,6 +420,7 @@ def test_transformed_table_with_uuid_key_matches_a_fresh_full_load(make_db, tmp_
         r = sync(source, target, table)
         assert r.rebuilt_keys == (round_no == 0)
         assert r.inserted == 11 and r.deleted > 0 and r.conflicts == []
+        assert r.verified == r.read_rows > 0
     full_load_transformed(source, fresh, table, tmp_path)
     assert rows(target, "people_v2") == rows(fresh, "people_v2")
     before = rows(target, "people_v2")

@@ -103,6 +103,7 @@ class ResyncResult:
     rejected: list[str] = field(default_factory=list)   # "key: column: reason" of rows the transforms refused
     rebuilt_keys: bool = False       # this run (re)built the key table from the whole source key set
     diff: dict[str, int] = field(default_factory=dict)  # key diff statistics
+    verified: int = 0                # staged rows found in the target exactly as staged, before the commit
     steps: dict[str, float] = field(default_factory=dict)   # seconds per step
 
     def as_dict(self) -> dict[str, Any]:
@@ -319,11 +320,12 @@ def _merge(tgt: psycopg.Connection, runs: list[_Run], fks: list[sql.Composable],
         indexed = list(enumerate(runs))
         if overlap:
             phases = [("check", indexed), ("upsert", indexed), ("diff", indexed), ("check_rejects", indexed),
-                      ("delete", indexed[::-1]), ("upsert", indexed), ("record", indexed)]
+                      ("delete", indexed[::-1]), ("upsert", indexed)]
         elif upsert_first:
-            phases = [("check", indexed), ("upsert", indexed), ("delete", indexed[::-1]), ("record", indexed)]
+            phases = [("check", indexed), ("upsert", indexed), ("delete", indexed[::-1])]
         else:
-            phases = [("check", indexed), ("delete", indexed[::-1]), ("upsert", indexed), ("record", indexed)]
+            phases = [("check", indexed), ("delete", indexed[::-1]), ("upsert", indexed)]
+        phases += [("verify", indexed), ("record", indexed)]
         for phase, sequence in phases:
             for i, run in sequence:
                 _unpark(tgt, i, len(runs) == 1)
@@ -396,7 +398,7 @@ class _Run:
         self._unmerged = True              # staged rows not upserted yet
         self._merged_once = False
         self._lazy_new_keys = False        # see prepare and _new_keys
-        self.inserted = self.updated = 0
+        self.inserted = self.updated = self.verified = 0
 
     def _step(self, label: str) -> None:
         now = time.perf_counter()
@@ -972,8 +974,34 @@ class _Run:
         self._merged_once = True
         self._step("upsert")
 
+    def verify(self) -> None:
+        """Step 4c, in the merge transaction: every staged row is in the target exactly as staged (as the
+        source has it, through the plan's transforms), or the whole merge rolls back. Work follows the
+        staged rows. What makes it fail: a trigger, rule or cascade of the target that changes or removes
+        rows the resync wrote, a target column that cannot hold a source value exactly."""
+        self._t = time.perf_counter()
+        self._joins()
+        cols = [cm.target for cm in self.table.columns]
+        key = list(self.table.key)
+        matches = sql.SQL("EXISTS (SELECT 1 FROM {rel} d WHERE {on} AND NOT ({differs}))").format(
+            rel=self.rel, on=_eq(key, "d", key, "s"), differs=self._differs(cols))
+        keys = sql.SQL("concat_ws(',', {})").format(sql.SQL(", ").join(sql.SQL("{}::text").format(k) for k in _ident(key, "s")))
+        total, wrong, shown = self.tgt.execute(sql.SQL(
+            "SELECT count(*), count(*) FILTER (WHERE NOT m), (array_agg(k ORDER BY k) FILTER (WHERE NOT m))[1:20]"
+            " FROM (SELECT {keys} AS k, {matches} AS m FROM pg_temp.{stage} s) x").format(
+            keys=keys, matches=matches, stage=sql.Identifier(STAGE))).fetchone()
+        self._step("verify")
+        if wrong:
+            raise DataCheckFailed(
+                f"{self.name}: after the merge {wrong} of the {total} staged row(s) are not in the target as the "
+                f"source has them (nothing was changed): key {', '.join(shown)}{' ...' if wrong > len(shown) else ''}. "
+                "A trigger, rule or ON DELETE/UPDATE action of the target table changed or removed them, or a target "
+                "column cannot hold the source's value exactly. Fix: drop or adapt what changes them (or the column "
+                "type), then resync again.")
+        self.verified = total
+
     def record(self) -> None:
-        """Step 4c, in the merge transaction: key table, change log, sync state."""
+        """Step 4d, in the merge transaction: key table, change log, sync state."""
         self._t = time.perf_counter()
         self._joins()
         self._maintain_keys(self.gone)
@@ -987,6 +1015,7 @@ class _Run:
         resync_state.record_run(
             self.tgt, self.name, watermark=self.after, run_id=self.run_id, upserted=self.inserted + self.updated,
             deleted=self.deleted, conflicts=self.conflicts, skipped=self.skipped, rejected=len(self.rejected),
+            verified=self.verified,
             seconds=time.perf_counter() - self.start, key_hash=self.hash_id, root_bounds=bounds)
         self._step("merge")
 
@@ -1006,7 +1035,7 @@ class _Run:
             upserted=inserted + self.updated, deleted=deleted, conflicts=conflicts, skipped_conflicts=self.skipped,
             seconds=round(seconds, 4), watermark_before=self.before, watermark_after=self.after, inserted=inserted,
             updated=self.updated, read_rows=self.fetch.rows, rejected=self.rejected, rebuilt_keys=self._rebuild,
-            diff=self.diff_stats, steps=self.steps)
+            diff=self.diff_stats, steps=self.steps, verified=self.verified)
         log.info("%s: resync %s: %d upserted (%d new), %d deleted, %d conflict(s), %d skipped, %d read, %.2f s",
                  self.name, self.run_id, result.upserted, inserted, deleted, len(conflicts), self.skipped,
                  result.read_rows, seconds)

@@ -57,6 +57,7 @@ CREATE TABLE IF NOT EXISTS _dbsplit.sync_state (
     last_conflicts jsonb,                  -- keys of the last run's conflicts (source_wins overwrote them)
     last_skipped_conflicts bigint,
     last_rejected bigint,
+    last_verified bigint,                  -- staged rows checked in the target before the commit
     last_seconds double precision,
     installed_at timestamptz NOT NULL DEFAULT now(),
     synced_at timestamptz
@@ -128,6 +129,9 @@ def ensure_schema(conn: psycopg.Connection) -> None:
             " AND to_regprocedure('_dbsplit.record_target_change()') IS NOT NULL").fetchone()[0]
         if not exists:
             conn.execute(_DDL)
+        elif not conn.execute("SELECT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = '_dbsplit.sync_state'::regclass"
+                              " AND attname = 'last_verified' AND NOT attisdropped)").fetchone()[0]:
+            conn.execute("ALTER TABLE _dbsplit.sync_state ADD COLUMN last_verified bigint")   # state of an older dbsplit
 
 
 def key_table_name(target_schema: str, target_table: str) -> str:
@@ -214,22 +218,23 @@ def reset(conn: psycopg.Connection, target_table: str, oid: int, key_mode: str, 
         " key_table = EXCLUDED.key_table, keys_ready = false, root_bounds = NULL, key_hash = NULL,"
         " watermark_column = EXCLUDED.watermark_column, watermark = EXCLUDED.watermark, runs = 0, last_run_id = NULL,"
         " last_upserted = NULL, last_deleted = NULL, last_conflicts = NULL, last_skipped_conflicts = NULL,"
-        " last_rejected = NULL, last_seconds = NULL, installed_at = now(), synced_at = NULL",
+        " last_rejected = NULL, last_verified = NULL, last_seconds = NULL, installed_at = now(), synced_at = NULL",
         (target_table, oid, key_mode, key_table, watermark_column, watermark))
 
 
 def record_run(conn: psycopg.Connection, target_table: str, *, watermark: str | None, run_id: str, upserted: int,
-               deleted: int, conflicts: list[str], skipped: int, rejected: int, seconds: float,
+               deleted: int, conflicts: list[str], skipped: int, rejected: int, verified: int, seconds: float,
                key_hash: str, root_bounds: list[list[str]] | None | bool) -> None:
     """Inside the merge transaction: the run's outcome. root_bounds False keeps the cached bounds."""
     bounds_sql = "root_bounds" if root_bounds is False else "%(bounds)s::jsonb"
     conn.execute(
         "UPDATE _dbsplit.sync_state SET watermark = %(wm)s, runs = runs + 1, last_run_id = %(run)s,"
         " last_upserted = %(up)s, last_deleted = %(del)s, last_conflicts = %(conf)s::jsonb,"
-        " last_skipped_conflicts = %(skip)s, last_rejected = %(rej)s, last_seconds = %(sec)s, synced_at = now(),"
+        " last_skipped_conflicts = %(skip)s, last_rejected = %(rej)s, last_verified = %(ver)s, last_seconds = %(sec)s,"
+        " synced_at = now(),"
         f" keys_ready = true, key_hash = %(hash)s, root_bounds = {bounds_sql} WHERE target_table = %(t)s",
         {"wm": watermark, "run": run_id, "up": upserted, "del": deleted, "conf": json.dumps(conflicts),
-         "skip": skipped, "rej": rejected, "sec": seconds, "hash": key_hash,
+         "skip": skipped, "rej": rejected, "ver": verified, "sec": seconds, "hash": key_hash,
          "bounds": None if root_bounds in (None, False) else json.dumps(root_bounds), "t": target_table})
 
 
