@@ -1016,13 +1016,15 @@ class _Run:
             stage, off)).fetchone()
         shown: list[str] = []
         if wrong:
-            keys = sql.SQL("concat_ws(',', {})").format(sql.SQL(", ").join(sql.SQL("{}::text").format(k) for k in _ident(key, "s")))
+            keys = sql.SQL("concat_ws(',', {})").format(
+                sql.SQL(", ").join(sql.SQL("{}::text").format(k) for k in _ident(key, "s")))
             shown = [r[0] for r in self.tgt.execute(sql.SQL("SELECT {} {} ORDER BY 1 LIMIT 20").format(keys, off))]
         self._step("verify")
         if wrong:
+            more = " ..." if wrong > len(shown) else ""
             raise DataCheckFailed(
                 f"{self.name}: after the merge {wrong} of the {total} staged row(s) are not in the target as the "
-                f"source has them (looked up again for {why}; nothing was changed): key {', '.join(shown)}{' ...' if wrong > len(shown) else ''}. "
+                f"source has them (looked up again for {why}; nothing was changed): key {', '.join(shown)}{more}. "
                 "A trigger, rule or ON DELETE/UPDATE action of the target table changed or removed them, or a target "
                 "column cannot hold the source's value exactly. Fix: drop or adapt what changes them (or the column "
                 "type), then resync again.")
