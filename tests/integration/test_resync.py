@@ -368,7 +368,7 @@ def test_watermark_overlap_rereads_rows_written_with_an_older_clock(items) -> No
 
 
 @pytest.mark.parametrize("change", ["trigger", "cascade"])
-def test_rows_the_target_changes_behind_the_merge_fail_it_and_change_nothing(items, make_db, change) -> None:
+def test_rows_the_target_changes_behind_the_merge_fail_it_and_change_nothing(items, change) -> None:
     """The merge checks, before it commits, that every staged row is in the target as staged: a target
     trigger that rewrites the rows it writes, or a cascade that removes one, fails the resync loudly,
     and nothing of it stays (target rows, sync state, change log); the source is never written."""
