@@ -712,13 +712,16 @@ class _Run:
                     rel=self.rel, a=self._all_keys(), on=_eq(self.tkey, "d", self.kcols, "a"), ns=not_staged)).rowcount
         return n
 
-    def _same_types(self, cols: Sequence[str]) -> bool:
-        """True when the staging table's columns have exactly the target table's types, so that rows can
-        be compared by their binary images (record *=) instead of their text."""
-        q = ("SELECT a.attname, a.atttypid::bigint FROM pg_attribute a WHERE a.attrelid = %s::regclass"
-             " AND a.attnum > 0 AND NOT a.attisdropped")
-        stage = dict(self.tgt.execute(q, (sql.Identifier("pg_temp", STAGE).as_string(self.tgt),)).fetchall())
-        live = dict(self.tgt.execute(q, (self.rel.as_string(self.tgt),)).fetchall())
+    def _same_types(self, cols: Sequence[str], modifiers: bool = False) -> bool:
+        """True when the staging table's columns have exactly the target table's types (and type modifiers,
+        with modifiers), so that rows can be compared by their binary images (record *=) instead of their text."""
+        q = ("SELECT a.attname, a.atttypid::bigint, CASE WHEN %s THEN a.atttypmod END FROM pg_attribute a"
+             " WHERE a.attrelid = %s::regclass AND a.attnum > 0 AND NOT a.attisdropped")
+
+        def types(rel: sql.Composable) -> dict[str, tuple[int, int | None]]:
+            return {n: (t, m) for n, t, m in self.tgt.execute(q, (modifiers, rel.as_string(self.tgt)))}
+
+        stage, live = types(sql.Identifier("pg_temp", STAGE)), types(self.rel)
         return all(c in live and live[c] == stage.get(c) for c in cols)
 
     def _upsert(self) -> tuple[int, int]:
@@ -980,6 +983,8 @@ class _Run:
         """Why the staged rows must be looked up again after the merge, or None when nothing else can have
         written them: no user trigger in the database, no rule on the table, no referential action of its
         foreign keys, and staging columns of exactly the table's types (modifiers included)."""
+        if not self._same_types([cm.target for cm in self.table.columns], modifiers=True):
+            return "staged column types differ"
         oid = self.st.table_oid
         q = ("SELECT CASE WHEN EXISTS (SELECT 1 FROM pg_trigger WHERE NOT tgisinternal AND NOT starts_with(tgname, %(track)s))"
              "  THEN 'a user trigger in the target database'"
@@ -987,13 +992,8 @@ class _Run:
              "  THEN 'a rule on the table'"
              " WHEN EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = %(oid)s::oid AND contype = 'f'"
              "  AND (confdeltype NOT IN ('a', 'r') OR confupdtype NOT IN ('a', 'r'))) THEN 'a foreign key with an action'"
-             " WHEN EXISTS (SELECT 1 FROM pg_attribute t LEFT JOIN pg_attribute x ON x.attrelid = %(stage)s::regclass"
-             "  AND x.attname = t.attname WHERE t.attrelid = %(oid)s::oid AND t.attname = ANY(%(cols)s)"
-             "  AND (x.atttypid IS DISTINCT FROM t.atttypid OR x.atttypmod IS DISTINCT FROM t.atttypmod))"
-             "  THEN 'staged column types differ' END")
-        return self.tgt.execute(q, {"track": resync_state.TRIGGER_PREFIX, "oid": oid,
-                                    "stage": sql.Identifier("pg_temp", STAGE).as_string(self.tgt),
-                                    "cols": [cm.target for cm in self.table.columns]}).fetchone()[0]
+             " END")
+        return self.tgt.execute(q, {"track": resync_state.TRIGGER_PREFIX, "oid": oid}).fetchone()[0]
 
     def verify(self) -> None:
         """Step 4c, in the merge transaction: every staged row is in the target exactly as staged (as the
