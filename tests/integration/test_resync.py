@@ -405,6 +405,32 @@ def test_rows_the_target_changes_behind_the_merge_fail_it_and_change_nothing(ite
     assert r.verified is None   # no user trigger left: nothing but the merge writes items
 
 
+@pytest.mark.parametrize("price_type, holds", [("numeric(14,2)", True), ("numeric(10,1)", False)])
+def test_target_column_of_another_type_is_looked_up_again(items, price_type: str, holds: bool) -> None:
+    """A service changed a target column's type during the dual-write period: the merge casts the staged
+    rows into it, so they are looked up again. A wider type holds every source value (the resync goes
+    through, every staged row verified); a narrower one would round them: the resync fails and nothing
+    of it stays, instead of storing prices the source does not have."""
+    source, target = items
+    table = items_table()
+    sync(source, target, table)
+    with psycopg.connect(target) as c:
+        c.execute(sql.SQL("ALTER TABLE items ALTER price TYPE {}").format(sql.SQL(price_type)))
+    with psycopg.connect(source) as c:
+        c.execute("UPDATE items SET price = 12.34, updated_at = now() WHERE id BETWEEN 200 AND 204")
+    if holds:
+        r = sync(source, target, table)
+        assert r.verified == r.read_rows >= 5
+        assert rows(target, "items") == rows(source, "items")
+        return
+    before, source_before = versions(target, "items"), rows(source, "items")
+    with pytest.raises(DataCheckFailed, match=r"staged row\(s\) are not in the target as the source has them "
+                                              r"\(looked up again for staged column types differ; nothing was changed\)"):
+        sync(source, target, table)
+    assert versions(target, "items") == before
+    assert rows(source, "items") == source_before
+
+
 def test_transformed_table_with_uuid_key_matches_a_fresh_full_load(make_db, tmp_path: Path) -> None:
     source, target, fresh = make_db("psrc"), make_db("pdst"), make_db("pnew")
     table = people_table()
