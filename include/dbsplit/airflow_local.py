@@ -14,8 +14,9 @@ imported and keeps it for the life of the process. The child:
 
 A DAG that triggers other DAGs and waits for them (the orchestrator's deferrable
 TriggerDagRunOperator tasks) gets a *pump* for the length of its run: a second process
-(``python -m dbsplit.airflow_local _pump``, same environment) that runs every DagRun queued by an
-operator since the parent run started with ``dag.test()`` under the same run id, so that the
+(``python -m dbsplit.airflow_local _pump``, same environment; the first such DAG's pump starts
+right after parsing, so that its own start-up overlaps the child's) that runs every DagRun queued
+by an operator since the pump started with ``dag.test()`` under the same run id, so that the
 parent's deferred wait finds it finished. Nothing else schedules a triggered run under dag.test(); a
 thread cannot do it (dag.test() installs signal handlers, main thread only). The pump runs the
 queued runs one after another and stops at a stop file (dag.test() ignores SIGTERM); its results
@@ -645,12 +646,14 @@ def _write_json(path: Path, payload: dict[str, Any]) -> None:
     tmp.replace(path)
 
 
-def _run_parent(dag: Any, request: dict[str, Any], errors: _TaskErrors) -> DagRunResult:
-    """dag.test() one requested DAG, with a pump while it runs if it waits for runs it triggers."""
+def _run_parent(dag: Any, request: dict[str, Any], errors: _TaskErrors, pump: _Pump | None = None) -> DagRunResult:
+    """dag.test() one requested DAG, with a pump while it runs if it waits for runs it triggers (the
+    one given, started earlier, or a new one)."""
     retry_cap = request.get("max_retry_delay_s")
     if retry_cap is not None:
         _cap_retry_delays(dag, float(retry_cap))
-    pump = _Pump(retry_cap) if _waits_for_triggered_runs(dag) else None
+    if pump is None and _waits_for_triggered_runs(dag):
+        pump = _Pump(retry_cap)
     try:
         result = _run_one(dag, request.get("conf"), errors)
     except Exception as err:  # dag.test() itself blew up (bad conf, DB, ...)
@@ -668,6 +671,7 @@ def _child(request_path: Path, result_path: Path) -> int:
     sys.stdout = tee  # before airflow configures logging, see _TeeStdout
     request = json.loads(request_path.read_text())
     payload: dict[str, Any] = {"results": [], "timings": {}, "migrated": False}
+    early: dict[str, _Pump] = {}   # dag id -> the pump started for it before its run
 
     def save() -> None:
         payload["timings"]["total_s"] = round(time.monotonic() - t0, 3)
@@ -690,6 +694,13 @@ def _child(request_path: Path, result_path: Path) -> int:
         dags, import_errors = _parse_and_sync()
         payload["timings"]["parse_s"] = round(time.monotonic() - started, 3)
 
+        # the first DAG that waits for the runs it triggers gets its pump now: the pump's start-up
+        # (import, parse, Execution API warm-up: 10 s and more) runs beside this process's warm-up
+        # and the DAG's first tasks instead of delaying its first triggered run
+        waiting = [d for d in request["dag_ids"] if d in dags and _waits_for_triggered_runs(dags[d])]
+        if waiting:
+            early[waiting[0]] = _Pump(request.get("max_retry_delay_s"))
+
         started = time.monotonic()
         _warm_up_execution_api()
         payload["timings"]["api_warmup_s"] = round(time.monotonic() - started, 3)
@@ -707,7 +718,7 @@ def _child(request_path: Path, result_path: Path) -> int:
                         f"{path}: {err.strip()}" for path, err in import_errors.items())
                 result = DagRunResult(dag_id=dag_id, state="error", error=why)
             else:
-                result = _run_parent(dag, request, errors)
+                result = _run_parent(dag, request, errors, early.pop(dag_id, None))
             print(f"==> dbsplit: {dag_id}: {result.state} in {result.duration_s:.1f} s", flush=True)
             payload["results"].append(asdict(result))
             save()  # after every DAG: a later crash keeps the finished results
@@ -719,6 +730,8 @@ def _child(request_path: Path, result_path: Path) -> int:
         save()
         return 1
     finally:
+        for pump in early.values():   # its DAG did not run
+            pump.stop()
         tee.flush()
 
 
