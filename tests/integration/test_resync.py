@@ -589,6 +589,44 @@ def test_rows_the_transforms_reject_are_limited_like_a_full_load(make_db, tmp_pa
         assert c.execute("SELECT count(*) FROM people_v2 WHERE name = 'Good'").fetchone()[0] == 1
 
 
+def test_rows_the_staging_table_refuses_stop_at_the_reject_limit(make_db, tmp_path: Path, monkeypatch) -> None:
+    """Changed rows that the staging table refuses (a value too long for the plan's type) count against
+    the table's reject limit while they are staged: past it the resync stops with the first of them and
+    changes nothing, without isolating every refused row (a COPY of the rest of the chunk each); within
+    it, the refused rows are reported and the others go through."""
+    from dataclasses import replace
+
+    from dbsplit.move import arrow_io, wire
+
+    source, target = make_db("lsrc"), make_db("ldst")
+    table = people_table()
+    with psycopg.connect(source) as c:
+        c.execute(PEOPLE_DDL)
+    full_load_transformed(source, target, table, tmp_path)
+    install_change_tracking(target, table)
+    sync(source, target, table)
+    narrow = replace(table, columns=tuple(replace(cm, target_type="character varying(30)") if cm.target == "name"
+                                          else cm for cm in table.columns))
+    with psycopg.connect(source) as c:
+        c.execute("UPDATE people SET full_name = repeat('long name ', 5), updated_at = now() WHERE id BETWEEN 100 AND 139")
+        c.execute("UPDATE people SET note = 'fits', updated_at = now() WHERE id = 150")
+    copies = []
+    for module, fn in ((wire, "copy_wire_in"), (arrow_io, "copy_arrow_in")):
+        real = getattr(module, fn)
+        monkeypatch.setattr(module, fn, lambda *a, _real=real, **k: copies.append(1) or _real(*a, **k))
+    before = rows(target, "people_v2")
+    with pytest.raises(DataCheckFailed, match=r"more than 2 source row\(s\) rejected .*at most 2 allowed "
+                                              r"\(nothing was changed\); first: .*: name: value too long"):
+        sync(source, target, replace(narrow, max_rejected_rows=2))
+    assert len(copies) <= 10   # stopped at the third refused row; isolating all 40 takes more than 80 COPYs
+    assert rows(target, "people_v2") == before
+    r = sync(source, target, replace(narrow, max_rejected_rows=40))
+    assert len(r.rejected) == 40 and all(": name: value too long" in x for x in r.rejected)
+    with psycopg.connect(target) as c:
+        assert c.execute("SELECT count(*) FROM people_v2 WHERE note = 'fits'").fetchone()[0] == 1
+        assert c.execute("SELECT count(*) FROM people_v2 WHERE name LIKE 'long name%'").fetchone()[0] == 0
+
+
 def test_key_without_a_hash_function_falls_back_to_md5_fingerprints(make_db) -> None:
     source, target = make_db("msrc"), make_db("mdst")
     ddl = "CREATE TABLE prices (amount money PRIMARY KEY, label text, updated_at timestamptz NOT NULL)"

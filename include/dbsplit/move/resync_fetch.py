@@ -28,7 +28,7 @@ from typing import Sequence
 import psycopg
 from psycopg import sql
 
-from dbsplit.errors import DbsplitError
+from dbsplit.errors import DataCheckFailed, DbsplitError, RejectLimitExceeded
 from dbsplit.move import arrow_io, wire
 from dbsplit.resolved import ColumnMap, ResolvedTable
 
@@ -373,8 +373,19 @@ class Fetcher:
         a, b = self.tmpdir / f"e{self._n}.arrow", self.tmpdir / f"t{self._n}.arrow"
         tx.extract_chunk(self.src, table, where, a)
         tx.transform_chunk(a, b, table, self.namespace, self.salt)
-        with self.tgt.transaction():
-            stats = tx.load_chunk(self.tgt, "pg_temp", name, table, b)
+        # the staged rows count against the table's reject limit: the load stops at the first reject
+        # over it instead of isolating every refused row (one COPY of the rest of the chunk each)
+        limit = max(self.table.max_rejected_rows - len(self.rejects), 0) if name == STAGE else None
+        try:
+            with self.tgt.transaction():
+                stats = tx.load_chunk(self.tgt, "pg_temp", name, table, b, max_rejects=limit)
+        except RejectLimitExceeded as e:
+            first = e.rejects[0] if not self.rejects else self.rejects[0]
+            raise DataCheckFailed(
+                f"{self.table.target_schema}.{self.table.target_table}: more than {self.table.max_rejected_rows} "
+                f"source row(s) rejected by the transforms or the staging table, at most "
+                f"{self.table.max_rejected_rows} allowed (nothing was changed); first: {first.key}: "
+                f"{first.column or '-'}: {first.reason}") from e
         a.unlink(missing_ok=True)
         b.unlink(missing_ok=True)
         if name == STAGE:
