@@ -151,6 +151,19 @@ def items(make_db):
     return source, target
 
 
+@pytest.fixture
+def people(make_db, tmp_path: Path):
+    """The people table fully loaded through the transformed path, tracked and resynced once."""
+    source, target = make_db("jsrc"), make_db("jdst")
+    table = people_table()
+    with psycopg.connect(source) as c:
+        c.execute(PEOPLE_DDL)
+    full_load_transformed(source, target, table, tmp_path)
+    install_change_tracking(target, table)
+    sync(source, target, table)
+    return source, target, table
+
+
 def change_items(source: str, first_new: int, r: int) -> dict[str, int]:
     """Round r: updates, deletes (scattered and one block) and inserts, on distinct rows."""
     with psycopg.connect(source) as c:
@@ -565,16 +578,10 @@ def test_table_without_watermark_is_read_whole_but_only_differences_are_written(
     assert sync(source, target, table).upserted == 0 and versions(target, "items") == before
 
 
-def test_rows_the_transforms_reject_are_limited_like_a_full_load(make_db, tmp_path: Path) -> None:
+def test_rows_the_transforms_reject_are_limited_like_a_full_load(people) -> None:
     from dataclasses import replace
 
-    source, target = make_db("jsrc"), make_db("jdst")
-    table = people_table()
-    with psycopg.connect(source) as c:
-        c.execute(PEOPLE_DDL)
-    full_load_transformed(source, target, table, tmp_path)
-    install_change_tracking(target, table)
-    sync(source, target, table)
+    source, target, table = people
     with psycopg.connect(source) as c:
         c.execute("UPDATE people SET age_text = 'n/a', full_name = 'Bad Age', updated_at = now() WHERE id = 12")
         c.execute("UPDATE people SET full_name = 'Good', updated_at = now() WHERE id = 13")
@@ -589,7 +596,7 @@ def test_rows_the_transforms_reject_are_limited_like_a_full_load(make_db, tmp_pa
         assert c.execute("SELECT count(*) FROM people_v2 WHERE name = 'Good'").fetchone()[0] == 1
 
 
-def test_rows_the_staging_table_refuses_stop_at_the_reject_limit(make_db, tmp_path: Path, monkeypatch) -> None:
+def test_rows_the_staging_table_refuses_stop_at_the_reject_limit(people, monkeypatch) -> None:
     """Changed rows that the staging table refuses (a value too long for the plan's type) count against
     the table's reject limit while they are staged: past it the resync stops with the first of them and
     changes nothing, without isolating every refused row (a COPY of the rest of the chunk each); within
@@ -598,13 +605,7 @@ def test_rows_the_staging_table_refuses_stop_at_the_reject_limit(make_db, tmp_pa
 
     from dbsplit.move import arrow_io, wire
 
-    source, target = make_db("lsrc"), make_db("ldst")
-    table = people_table()
-    with psycopg.connect(source) as c:
-        c.execute(PEOPLE_DDL)
-    full_load_transformed(source, target, table, tmp_path)
-    install_change_tracking(target, table)
-    sync(source, target, table)
+    source, target, table = people
     narrow = replace(table, columns=tuple(replace(cm, target_type="character varying(30)") if cm.target == "name"
                                           else cm for cm in table.columns))
     with psycopg.connect(source) as c:
