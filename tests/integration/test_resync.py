@@ -617,7 +617,7 @@ def test_rows_the_staging_table_refuses_stop_at_the_reject_limit(people, monkeyp
         monkeypatch.setattr(module, fn, lambda *a, _real=real, **k: copies.append(1) or _real(*a, **k))
     before = rows(target, "people_v2")
     with pytest.raises(DataCheckFailed, match=r"more than 2 source row\(s\) rejected .*at most 2 allowed "
-                                              r"\(nothing was changed\); first: .*: name: value too long"):
+                                              r"\(nothing was changed\); first: .*: name: value too long.*Fix: .*max_rejected_rows"):
         sync(source, target, replace(narrow, max_rejected_rows=2))
     assert len(copies) <= 10   # stopped at the third refused row; isolating all 40 takes more than 80 COPYs
     assert rows(target, "people_v2") == before

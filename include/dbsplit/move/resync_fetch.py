@@ -113,6 +113,10 @@ def keys_table(table: ResolvedTable, spec: KeySpec) -> ResolvedTable:
                    foreign_keys=(), soft_references=())
 
 
+REJECTS_FIX = ("Fix: correct those source rows or the column's type or transform in the plan, or raise the "
+               "table's max_rejected_rows there (its route, or defaults).")
+
+
 @dataclass
 class Fetcher:
     """Reads source rows (in the caller's snapshot transaction on src) into the staging tables on tgt."""
@@ -385,7 +389,7 @@ class Fetcher:
                 f"{self.table.target_schema}.{self.table.target_table}: more than {self.table.max_rejected_rows} "
                 f"source row(s) rejected by the transforms or the staging table, at most "
                 f"{self.table.max_rejected_rows} allowed (nothing was changed); first: {first.key}: "
-                f"{first.column or '-'}: {first.reason}") from e
+                f"{first.column or '-'}: {first.reason}. {REJECTS_FIX}") from e
         a.unlink(missing_ok=True)
         b.unlink(missing_ok=True)
         if name == STAGE:
