@@ -61,8 +61,8 @@ from psycopg import sql
 
 from dbsplit.errors import DataCheckFailed, DbsplitError
 from dbsplit.move import arrow_io, copy, resync_diff, resync_state
-from dbsplit.move.resync_fetch import (ALLKEYS, ALLMAP, KEYHASH, KEYHASH_LATE, KEYSTAGE, REJECTS_FIX, STAGE, STAGE_LATE,
-                                      Fetcher, KeySpec, key_spec, source_column_types)
+from dbsplit.move.resync_fetch import (ALLKEYS, ALLMAP, KEYHASH, KEYHASH_LATE, KEYSTAGE, STAGE, STAGE_LATE, Fetcher,
+                                      KeySpec, key_spec, source_column_types, too_many_rejects)
 from dbsplit.move.resync_state import ChangeTrackingMissing
 from dbsplit.resolved import ResolvedTable
 
@@ -954,10 +954,7 @@ class _Run:
         table = self.table
         self.rejected = [f"{r.key}: {r.column or '-'}: {r.reason}" for r in self.fetch.rejects]
         if len(self.rejected) > table.max_rejected_rows:
-            raise DataCheckFailed(
-                f"{self.name}: {len(self.rejected)} source row(s) rejected by the transforms, at most "
-                f"{table.max_rejected_rows} allowed (nothing was changed); first: {self.rejected[0]}. "
-                + REJECTS_FIX)
+            raise too_many_rejects(self.name, str(len(self.rejected)), table.max_rejected_rows, self.rejected[0])
 
     def delete(self) -> None:
         """Step 4a, in the merge transaction (children before parents)."""

@@ -113,8 +113,12 @@ def keys_table(table: ResolvedTable, spec: KeySpec) -> ResolvedTable:
                    foreign_keys=(), soft_references=())
 
 
-REJECTS_FIX = ("Fix: correct those source rows or the column's type or transform in the plan, or raise the "
-               "table's max_rejected_rows there (its route, or defaults).")
+def too_many_rejects(name: str, how_many: str, limit: int, first: str) -> DataCheckFailed:
+    """The error of a resync whose changed rows were rejected more often than the table allows."""
+    return DataCheckFailed(
+        f"{name}: {how_many} source row(s) rejected by the transforms or the staging table, at most {limit} "
+        f"allowed (nothing was changed); first: {first}. Fix: correct those source rows or the column's type "
+        "or transform in the plan, or raise the table's max_rejected_rows there (its route, or defaults).")
 
 
 @dataclass
@@ -385,11 +389,9 @@ class Fetcher:
                 stats = tx.load_chunk(self.tgt, "pg_temp", name, table, b, max_rejects=limit)
         except RejectLimitExceeded as e:
             first = e.rejects[0] if not self.rejects else self.rejects[0]
-            raise DataCheckFailed(
-                f"{self.table.target_schema}.{self.table.target_table}: more than {self.table.max_rejected_rows} "
-                f"source row(s) rejected by the transforms or the staging table, at most "
-                f"{self.table.max_rejected_rows} allowed (nothing was changed); first: {first.key}: "
-                f"{first.column or '-'}: {first.reason}. {REJECTS_FIX}") from e
+            limit = self.table.max_rejected_rows
+            raise too_many_rejects(f"{self.table.target_schema}.{self.table.target_table}", f"more than {limit}",
+                                   limit, f"{first.key}: {first.column or '-'}: {first.reason}") from e
         a.unlink(missing_ok=True)
         b.unlink(missing_ok=True)
         if name == STAGE:
