@@ -211,6 +211,31 @@ def test_passthrough_resync_makes_target_equal_and_second_run_writes_nothing(ite
     assert state == (r3.watermark_after, "test", 3, 0, 0, None)
 
 
+def test_rows_a_type_keeps_from_binary_copy_travel_as_text(items, monkeypatch) -> None:
+    """A column type without a usable binary format (wire.table_needs_text_copy names it): the changed
+    rows are copied as text, quotes, backslashes, newlines and NULLs included, and arrive exactly."""
+    from dbsplit.move import resync_fetch
+
+    source, target = items
+    table = items_table()
+    sync(source, target, table)
+    asked: list[str] = []
+
+    def needs_text(conn, schema, rel, version=None):
+        asked.append(rel)
+        return {"tags": "pretend: no binary format on the target"}
+
+    monkeypatch.setattr(resync_fetch.wire, "table_needs_text_copy", needs_text)
+    with psycopg.connect(source) as c:
+        c.execute("UPDATE items SET name = E'a \"quoted\"\\\\ name\\nnext line\\ttab', tags = ARRAY['x,y', NULL, '{}'],"
+                  " updated_at = now() WHERE id % 7 = 0")
+        c.execute("INSERT INTO items SELECT g, E'new\\n' || g, NULL, NULL, NULL, now() FROM generate_series(5001, 5400) g")
+    r = sync(source, target, table)
+    assert asked == ["items"]
+    assert r.inserted == 400 and r.updated == ROWS // 7
+    assert rows(target, "items") == rows(source, "items")
+
+
 def test_sync_state_of_an_older_dbsplit_gains_the_verified_count(items) -> None:
     source, target = items
     with psycopg.connect(target) as c:   # the state table as dbsplit created it before the column existed
