@@ -561,7 +561,9 @@ def resync(service: dict[str, Any], run_id: str) -> dict[str, Any]:
     """Bring the service's tables up to date with the source together (one source snapshot, one merge
     transaction, children deleted before parents and parents upserted before children, the foreign keys
     between them checked at commit): changed rows upserted, deleted rows removed, target-side writes
-    reported as conflicts (or stopping the run, as the plan says). Returns each table's result."""
+    reported as conflicts (or stopping the run, as the plan says); the changed rows of a table with a GX
+    suite checked against its row-by-row expectations before anything is written. Returns each table's
+    result."""
     from dbsplit.move.resync import resync_service
 
     plan = _plan(service["plan_path"])
@@ -569,15 +571,21 @@ def resync(service: dict[str, Any], run_id: str) -> dict[str, Any]:
     if not tables:
         log.info("service %s: no table has a watermark; nothing to resync", service["service"])
         return {}
+    suites = {f"{t.target_schema}.{t.target_table}": suite_path(service["plan_path"], t.expectations)
+              for t in tables if t.expectations}
     results = resync_service(conn.resolve(service["source_conn_id"]), conn.resolve(service["target_conn_id"]), tables,
                              namespace=plan.namespace_uuid, salt=mask_salt(plan),
-                             on_conflict=plan.services[service["service"]].resync.on_conflict, run_id=run_id)
+                             on_conflict=plan.services[service["service"]].resync.on_conflict, run_id=run_id,
+                             suites=suites)
     for name, result in results.items():
         log.info("%s: %d upserted, %d deleted, %d conflicts in %.2f s (watermark %s -> %s)", name, result.upserted,
                  result.deleted, len(result.conflicts), result.seconds, result.watermark_before, result.watermark_after)
         if result.conflicts:
             log.warning("%s: rows changed in the target since the last sync, overwritten by the source: %s",
                         name, ", ".join(result.conflicts[:20]))
+        if result.checks_table_wide:
+            log.info("%s: left to the service DAG's validation (they need the whole table): %s", name,
+                     "; ".join(result.checks_table_wide))
     return {name: {k: v for k, v in r.as_dict().items() if k not in ("steps",)} for name, r in results.items()}
 
 

@@ -54,13 +54,13 @@ from functools import partial
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import psycopg
 from psycopg import sql
 
 from dbsplit.errors import DataCheckFailed, DbsplitError
-from dbsplit.move import arrow_io, copy, resync_diff, resync_state
+from dbsplit.move import arrow_io, copy, resync_check, resync_diff, resync_state
 from dbsplit.move.resync_fetch import (ALLKEYS, ALLMAP, KEYHASH, KEYHASH_LATE, KEYSTAGE, STAGE, STAGE_LATE, Fetcher,
                                       KeySpec, key_spec, source_column_types, too_many_rejects)
 from dbsplit.move.resync_state import ChangeTrackingMissing
@@ -85,7 +85,8 @@ _INT_TYPES = ("smallint", "integer", "bigint")
 # key texts and fingerprints are made under these settings on both sides (timestamptz text depends on TimeZone)
 KEY_SETTINGS = {**arrow_io.TEXT_SETTINGS, "TimeZone": "UTC"}
 
-__all__ = ["ResyncResult", "resync_table", "resync_service", "install_change_tracking", "ChangeTrackingMissing"]
+__all__ = ["ResyncResult", "resync_table", "resync_service", "install_change_tracking", "ensure_change_tracking",
+           "ChangeTrackingMissing"]
 
 
 @dataclass(frozen=True)
@@ -106,6 +107,11 @@ class ResyncResult:
     verified: int | None = None      # staged rows looked up after the merge and found as staged (None: not
                                      # needed, nothing but the merge can have written them; see _Run.verify)
     steps: dict[str, float] = field(default_factory=dict)   # seconds per step
+    checked: int | None = None       # staged rows checked against the table's suite (None: no suite, or no
+                                     # row-by-row expectation in it; see resync_check)
+    checks: list[dict[str, Any]] = field(default_factory=list)   # their outcomes
+    checks_table_wide: list[str] = field(default_factory=list)   # suite expectations left to the full load's
+                                                                 # validation (they need the whole table)
 
     def as_dict(self) -> dict[str, Any]:
         from dataclasses import asdict
@@ -174,22 +180,38 @@ def install_change_tracking(target_conninfo: str, table: ResolvedTable) -> dict[
     return {"target_table": name, "key_mode": spec.mode, "watermark": baseline}
 
 
+def ensure_change_tracking(target_conninfo: str, table: ResolvedTable) -> bool:
+    """install_change_tracking unless the table's tracking is current (same table, triggers on): an
+    installed one keeps its watermark and key table. True when this call installed it."""
+    name = _name(table)
+    with psycopg.connect(target_conninfo, autocommit=True) as tgt:
+        oid = resync_state.table_oid(tgt, table.target_schema, table.target_table)
+        if oid is not None and resync_state.table_oid(tgt, resync_state.SCHEMA, "sync_state") is not None:
+            st = resync_state.load(tgt, name)
+            if st is not None and st.table_oid == oid and resync_state.triggers_present(tgt, oid):
+                return False
+    install_change_tracking(target_conninfo, table)
+    return True
+
+
 # ----------------------------------------------------------------------------------------------
 # resync
 
 
 def resync_table(source_conninfo: str, target_conninfo: str, table: ResolvedTable, *, namespace: uuid.UUID,
                  salt: bytes | None, on_conflict: str = "source_wins", overlap: timedelta = timedelta(minutes=5),
-                 run_id: str) -> ResyncResult:
+                 run_id: str, suite: str | Path | None = None) -> ResyncResult:
     """Bring one target table up to date with the source (see the module docstring)."""
+    suites = {_name(table): suite} if suite is not None else None
     [result] = resync_service(source_conninfo, target_conninfo, [table], namespace=namespace, salt=salt,
-                              on_conflict=on_conflict, overlap=overlap, run_id=run_id).values()
+                              on_conflict=on_conflict, overlap=overlap, run_id=run_id, suites=suites).values()
     return result
 
 
 def resync_service(source_conninfo: str, target_conninfo: str, tables: Sequence[ResolvedTable], *,
                    namespace: uuid.UUID, salt: bytes | None, on_conflict: str = "source_wins",
-                   overlap: timedelta = timedelta(minutes=5), run_id: str) -> dict[str, ResyncResult]:
+                   overlap: timedelta = timedelta(minutes=5), run_id: str,
+                   suites: Mapping[str, str | Path] | None = None) -> dict[str, ResyncResult]:
     """Bring several target tables of one database (a service's) up to date with the source together:
     one source snapshot for all, one target merge transaction for all, so that the foreign keys between
     them hold. Returns each table's result by target name, in merge order.
@@ -203,13 +225,22 @@ def resync_service(source_conninfo: str, target_conninfo: str, tables: Sequence[
     IMMEDIATE, so other writers see no difference) and deferred for the merge: they are checked at its
     commit, whatever the order, cycles and self-references included. ON DELETE actions (CASCADE, SET
     NULL, ...) and RESTRICT act at once; the order makes plain parent/child deletes, and children
-    moved off a deleted parent, pass RESTRICT."""
+    moved off a deleted parent, pass RESTRICT.
+
+    suites: GX suite files by target table name: the staged rows of that table are checked against the
+    suite's row-by-row expectations inside the merge transaction, before they are written
+    (resync_check); a failure rolls the whole merge back."""
     if on_conflict not in ON_CONFLICT:
         raise ValueError(f"on_conflict must be one of {ON_CONFLICT}, not {on_conflict!r}")
     start = time.perf_counter()
     by_name = {_name(t): t for t in tables}
     if len(by_name) != len(tables):
         raise ValueError("resync_service: a target table is listed twice")
+    unknown = sorted(set(suites or {}) - set(by_name))
+    if unknown:
+        raise ValueError(f"resync_service: suites for tables not in this resync: {unknown}")
+    # read and split before anything is locked (imports GX: seconds, not inside the merge)
+    checks = {name: resync_check.SuiteCheck.load(path) for name, path in (suites or {}).items()}
     with psycopg.connect(target_conninfo, autocommit=True, application_name="dbsplit-resync") as tgt, \
             copy.source_connection(source_conninfo) as src, \
             tempfile.TemporaryDirectory(prefix="dbsplit-resync-") as tmp:
@@ -237,6 +268,7 @@ def resync_service(source_conninfo: str, target_conninfo: str, tables: Sequence[
                     (Path(tmp) / str(i)).mkdir()
                     runs.append(_Run(src, tgt, by_name[name], states[name], namespace, salt, on_conflict, overlap,
                                      run_id, Path(tmp) / str(i), start))
+                    runs[-1].suite, runs[-1].target_conninfo = checks.get(name), target_conninfo
                 upsert_first = not any(run.other_unique() for run in runs)
                 may_overlap = upsert_first and not any(run.key_count() > OVERLAP_MAX_KEYS for run in runs)
                 with ThreadPoolExecutor(ROOT_SESSIONS) as pool:   # leaving it waits for the source sessions
@@ -401,6 +433,9 @@ class _Run:
         self._lazy_new_keys = False        # see prepare and _new_keys
         self.inserted = self.updated = 0
         self.verified: int | None = None
+        self.suite: resync_check.SuiteCheck | None = None   # set by resync_service, with target_conninfo
+        self.target_conninfo = ""
+        self.checked: int | None = None
 
     def _step(self, label: str) -> None:
         now = time.perf_counter()
@@ -969,6 +1004,10 @@ class _Run:
         if not self._unmerged:
             return
         self._t = time.perf_counter()
+        if self.suite is not None and self.suite.spec["expectations"]:
+            self.checked = self.suite.run(self.tgt, self.target_conninfo, STAGE,
+                                          [cm.target for cm in self.table.columns], self.name, self.run_id)
+            self._step("suite")
         self._joins()
         inserted, updated = self._upsert()
         self.inserted += inserted
@@ -1063,7 +1102,8 @@ class _Run:
             upserted=inserted + self.updated, deleted=deleted, conflicts=conflicts, skipped_conflicts=self.skipped,
             seconds=round(seconds, 4), watermark_before=self.before, watermark_after=self.after, inserted=inserted,
             updated=self.updated, read_rows=self.fetch.rows, rejected=self.rejected, rebuilt_keys=self._rebuild,
-            diff=self.diff_stats, steps=self.steps, verified=self.verified)
+            diff=self.diff_stats, steps=self.steps, verified=self.verified, checked=self.checked,
+            checks=self.suite.outcomes if self.suite else [], checks_table_wide=self.suite.table_wide if self.suite else [])
         log.info("%s: resync %s: %d upserted (%d new), %d deleted, %d conflict(s), %d skipped, %d read, %.2f s",
                  self.name, self.run_id, result.upserted, inserted, deleted, len(conflicts), self.skipped,
                  result.read_rows, seconds)

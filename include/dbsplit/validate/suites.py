@@ -96,17 +96,18 @@ def run_suite(conninfo: str, schema: str, table: str, suite_path: str | Path) ->
 
 
 def validate_suite(conninfo: str, schema: str, table: str, suite_path: str | Path, *,
-                   run_name: str | None = None) -> SuiteRun:
+                   run_name: str | None = None, spec: dict[str, Any] | None = None) -> SuiteRun:
     """Run the GX suite file as is on schema.table and return the outcomes and GX's result JSON.
 
     conninfo is a libpq conninfo string or URL of the database holding the table; names are exact.
     run_name (e.g. the Airflow run id) is recorded as GX's run name (shown in Data Docs). Data
     failures are outcomes with success False; a bad suite file, an expectation GX cannot evaluate or
-    a database error raises DataCheckFailed naming the file.
+    a database error raises DataCheckFailed naming the file. spec: the file's suite as load_suite
+    returns it, or a part of it (see rowwise_part); default: the whole file.
     """
     path = str(suite_path)
     started = time.perf_counter()
-    spec = load_suite(suite_path)
+    spec = load_suite(suite_path) if spec is None else spec
     _import_gx()
     expectations = _expectations(path, spec)  # a bad file fails here, before any connection
     where = _qualified(schema, table)
@@ -145,6 +146,37 @@ def validate_suite(conninfo: str, schema: str, table: str, suite_path: str | Pat
     log.info("GX suite %s on %s in %.2f s: %d of %d expectations passed", path, where, run.seconds,
              sum(o.success for o in outcomes), len(outcomes))
     return run
+
+
+# row-by-row expectations whose verdict still needs the whole table
+_TABLE_WIDE = {"expect_column_values_to_be_unique", "expect_compound_columns_to_be_unique"}
+
+
+def rowwise_part(suite_path: str | Path) -> tuple[dict[str, Any], list[str]]:
+    """The suite split for checking some rows of a table (the rows a resync writes) instead of all: the
+    expectations each row passes or fails on its own (GX map expectations without `mostly` below 1),
+    as a suite, and a description of each other one (aggregates, row counts, uniqueness, fractions),
+    whose verdict needs the whole table. Imports GX; a bad file raises DataCheckFailed."""
+    from great_expectations.expectations.expectation import (
+        ColumnMapExpectation,
+        ColumnPairMapExpectation,
+        MulticolumnMapExpectation,
+    )
+
+    spec = load_suite(suite_path)
+    _import_gx()
+    built = _expectations(str(suite_path), spec)
+    rowwise, table_wide = [], []
+    for entry, expectation in zip(spec["expectations"], built):
+        mostly = getattr(expectation, "mostly", None)
+        if (isinstance(expectation, (ColumnMapExpectation, ColumnPairMapExpectation, MulticolumnMapExpectation))
+                and entry["type"] not in _TABLE_WIDE and (mostly is None or mostly >= 1)):
+            rowwise.append(entry)
+        else:
+            label = _column_label(entry.get("kwargs") or {})
+            table_wide.append(entry["type"] + (f" [{label}]" if label else "")
+                              + (f" (mostly {mostly})" if mostly is not None and mostly < 1 else ""))
+    return {**spec, "expectations": rowwise}, table_wide
 
 
 def load_suite(suite_path: str | Path) -> dict[str, Any]:
