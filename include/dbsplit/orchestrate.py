@@ -1,5 +1,5 @@
 """What the orchestrator's phase tasks do at run time: preflight, backup, provision, cross-service
-validation, cut-over and rollback. The service pipelines themselves run runtime.py's functions.
+validation, cut-over (freeze, final sync) and rollback. The service pipelines themselves run runtime.py's functions.
 
 Every function takes the JSON-able orchestrator descriptor built by render.py; what a phase did is
 returned (XCom) so that rollback can undo exactly that.
@@ -177,6 +177,32 @@ def freeze_source(orch: dict[str, Any], services: list[str], run_id: str) -> dic
     state = freeze(conn.resolve(plan.source.conn_id), tables,
                    f"dbsplit plan {plan.name!r} run {run_id} has cut over: write to the service databases")
     return {"frozen": [list(t) for t in state.newly_frozen]}
+
+
+def final_sync(orch: dict[str, Any], services: list[str], run_id: str) -> dict[str, Any]:
+    """Cut-over, after the freeze: each service's tables brought level with the frozen source, so that
+    rows written to the monolith between a service's load and the freeze are not left behind. One
+    resync per service (one source snapshot, one merge transaction, suites checked on the changed
+    rows); a table without a watermark gets change tracking now and is read whole (only differences
+    are written). Fails, and changes nothing in that service, when a check fails."""
+    from dbsplit.move.resync import ensure_change_tracking, resync_service
+    from dbsplit.runtime import mask_salt, suite_path
+
+    plan = _plan(orch)
+    source = conn.resolve(plan.source.conn_id)
+    done: dict[str, Any] = {}
+    for service, tables in _tables(orch, services).items():
+        target = _target(plan, service)
+        for table in tables:
+            ensure_change_tracking(target, table)
+        suites = {f"{t.target_schema}.{t.target_table}": suite_path(orch["plan_path"], t.expectations)
+                  for t in tables if t.expectations}
+        results = resync_service(source, target, tables, namespace=plan.namespace_uuid, salt=mask_salt(plan),
+                                 on_conflict=plan.services[service].resync.on_conflict, run_id=run_id, suites=suites)
+        done[service] = {name: {"upserted": r.upserted, "deleted": r.deleted, "conflicts": len(r.conflicts)}
+                         for name, r in results.items()}
+        log.info("final sync of %s: %s", service, done[service])
+    return {"synced": done}
 
 
 def unfreeze_source(orch: dict[str, Any], tables: list[list[str]] | None = None) -> dict[str, Any]:

@@ -249,6 +249,12 @@ def _freeze(orch: dict[str, Any], run_id: str | None = None) -> dict[str, Any]:
     return _orch("freeze_source", orch, run_id)
 
 
+@task(task_id="final_sync")
+def _final_sync(orch: dict[str, Any], run_id: str | None = None) -> dict[str, Any]:
+    """After the freeze: the rows the monolith took since each service's load, resynced into place."""
+    return _orch("final_sync", orch, run_id)
+
+
 @task(task_id="final_validation")
 def _final_validation(orch: dict[str, Any]) -> dict[str, Any]:
     """After the freeze: the references resolve once more."""
@@ -354,11 +360,12 @@ def render_orchestrator(specs: list[ServiceDagSpec], levels: list[list[str]], da
         ends >> checked
         with TaskGroup("cut_over"):
             frozen = _freeze(orch)
+            synced = _final_sync(orch)
             final = _final_validation(orch)
             published = [_publish.override(task_id=f"publish_{n}", outlets=[Asset(f"dbsplit://{orch['plan']}/{n}")])(n)
                          for n in by_name]
-            checked >> frozen >> final >> published
-        watch += [checked, frozen, final]
+            checked >> frozen >> synced >> final >> published
+        watch += [checked, frozen, synced, final]
         watch >> _orch_rollback(orch)
     return dag
 

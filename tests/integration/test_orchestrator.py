@@ -1,6 +1,6 @@
 """The orchestrator: staged phases end to end (each service's DAG triggered level by level, run by
 airflow_local's pump), rollback of every target on a failed service run, parameters reaching the
-service runs, cut-over freeze."""
+service runs, cut-over freeze and final sync."""
 
 from __future__ import annotations
 
@@ -156,11 +156,12 @@ def assert_targets_equal_oracle(plan, source: str, targets: dict[str, str]) -> N
                     expected_rows(source, rt, plan.namespace_uuid, b"salt"), f"{name}: {rt.target_table}"
 
 
-def test_cut_over_freezes_and_unfreeze_restores(make_db, tmp_path: Path) -> None:
+def test_cut_over_freezes_syncs_and_unfreeze_restores(make_db, tmp_path: Path, monkeypatch) -> None:
     plan, source, targets, env = setup_example("jobboard", make_db, tmp_path)
     result = orchestrate(env, tmp_path, conf={"cut_over": True})
     assert result.state == "success", result.failed_tasks
     assert result.task_states["cut_over.freeze_source"] == "success"
+    assert result.task_states["cut_over.final_sync"] == "success"
     assert {r.state for r in result.triggered} == {"success"}
     with psycopg.connect(source, autocommit=True) as conn:
         with pytest.raises(psycopg.errors.ObjectNotInPrerequisiteState, match="frozen for the migration"):
@@ -171,3 +172,19 @@ def test_cut_over_freezes_and_unfreeze_restores(make_db, tmp_path: Path) -> None
     assert unfreeze.state == "success", unfreeze.failed_tasks
     with psycopg.connect(source, autocommit=True) as conn:
         conn.execute("UPDATE users SET full_name = full_name WHERE id = 1")
+
+    # the final sync brings every table level with the source, watermark or not: rows the monolith took
+    # between a service's load and the freeze (here: after an unfreeze) reach the service databases
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    with psycopg.connect(source, autocommit=True) as conn:
+        conn.execute(INSERT_USER, (99_999_998, "late@example.com"))
+        conn.execute("UPDATE jobs SET title = title || ' (late edit)' WHERE id % 7 = 0")
+        conn.execute("DELETE FROM job_skills WHERE job_id % 11 = 0")
+    from dbsplit import orchestrate as orchestrate_module
+
+    orch = {"plan": plan.name, "plan_path": str(EXAMPLES / "jobboard" / "plan.yaml"), "services": list(plan.services)}
+    synced = orchestrate_module.final_sync(orch, ["users", "jobs"], "late")["synced"]
+    assert synced["users"]["public.users"]["upserted"] == 1
+    assert synced["jobs"]["public.jobs"]["upserted"] > 0 and synced["jobs"]["public.job_skills"]["deleted"] > 0
+    assert_targets_equal_oracle(plan, source, targets)
