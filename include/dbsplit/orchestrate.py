@@ -183,26 +183,37 @@ def final_sync(orch: dict[str, Any], services: list[str], run_id: str) -> dict[s
     """Cut-over, after the freeze: each service's tables brought level with the frozen source, so that
     rows written to the monolith between a service's load and the freeze are not left behind. One
     resync per service (one source snapshot, one merge transaction, suites checked on the changed
-    rows); a table without a watermark gets change tracking now and is read whole (only differences
-    are written). Fails, and changes nothing in that service, when a check fails."""
-    from dbsplit.move.resync import ensure_change_tracking, resync_service
+    rows); a table without a watermark gets change tracking for this sync only and is read whole
+    (only differences are written). A table without a key cannot be synced: it is named in the result
+    and the log. Fails, and changes nothing in that service, when a check fails."""
+    from dbsplit.move.resync import ensure_change_tracking, remove_change_tracking, resync_service
     from dbsplit.runtime import mask_salt, suite_path
 
     plan = _plan(orch)
     source = conn.resolve(plan.source.conn_id)
     done: dict[str, Any] = {}
-    for service, tables in _tables(orch, services).items():
+    keyless: list[str] = []
+    for service, resolved in _tables(orch, services).items():
         target = _target(plan, service)
-        for table in tables:
-            ensure_change_tracking(target, table)
+        tables = [t for t in resolved if t.key]
+        keyless += [f"{t.target_schema}.{t.target_table}" for t in resolved if not t.key]
+        only_now = [t for t in tables if ensure_change_tracking(target, t) and not t.watermark]
         suites = {f"{t.target_schema}.{t.target_table}": suite_path(orch["plan_path"], t.expectations)
                   for t in tables if t.expectations}
-        results = resync_service(source, target, tables, namespace=plan.namespace_uuid, salt=mask_salt(plan),
-                                 on_conflict=plan.services[service].resync.on_conflict, run_id=run_id, suites=suites)
+        try:
+            results = resync_service(source, target, tables, namespace=plan.namespace_uuid, salt=mask_salt(plan),
+                                     on_conflict=plan.services[service].resync.on_conflict, run_id=run_id,
+                                     suites=suites) if tables else {}
+        finally:
+            for table in only_now:   # no resync DAG keeps it current: nothing would read its change log
+                remove_change_tracking(target, table)
         done[service] = {name: {"upserted": r.upserted, "deleted": r.deleted, "conflicts": len(r.conflicts)}
                          for name, r in results.items()}
         log.info("final sync of %s: %s", service, done[service])
-    return {"synced": done}
+    if keyless:
+        log.warning("final sync: tables without a key cannot be resynced; writes made to them since their load "
+                    "are not carried over: %s", ", ".join(keyless))
+    return {"synced": done, "not_synced_no_key": keyless}
 
 
 def unfreeze_source(orch: dict[str, Any], tables: list[list[str]] | None = None) -> dict[str, Any]:

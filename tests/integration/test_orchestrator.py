@@ -188,3 +188,7 @@ def test_cut_over_freezes_syncs_and_unfreeze_restores(make_db, tmp_path: Path, m
     assert synced["users"]["public.users"]["upserted"] == 1
     assert synced["jobs"]["public.jobs"]["upserted"] > 0 and synced["jobs"]["public.job_skills"]["deleted"] > 0
     assert_targets_equal_oracle(plan, source, targets)
+    for name in ("users", "jobs"):   # no watermark in jobboard: the tracking was for the final sync only
+        with psycopg.connect(targets[plan.services[name].target.conn_id]) as conn:
+            assert conn.execute("SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'dbsplit_track_%'").fetchone()[0] == 0
+            assert conn.execute("SELECT count(*) FROM _dbsplit.sync_state").fetchone()[0] == 0

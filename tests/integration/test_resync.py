@@ -935,3 +935,24 @@ def test_column_named_like_the_staged_fingerprint(make_db) -> None:
     assert (r.inserted, r.updated, r.deleted) == (2, 40, 1)
     assert rows(target, "hashed") == rows(source, "hashed")
     assert_key_table_consistent(source, target, table)
+
+
+def test_ensure_change_tracking_keeps_the_sync_state_and_puts_triggers_back(items) -> None:
+    from dbsplit.move.resync import ensure_change_tracking, remove_change_tracking
+
+    source, target = items
+    table = items_table()
+    sync(source, target, table)
+    with psycopg.connect(target) as c:
+        watermark = c.execute("SELECT watermark FROM _dbsplit.sync_state").fetchone()[0]
+        c.execute("ALTER TABLE items DISABLE TRIGGER dbsplit_track_upd")
+    assert ensure_change_tracking(target, table) is False
+    with psycopg.connect(target) as c:
+        assert c.execute("SELECT watermark, runs FROM _dbsplit.sync_state").fetchone() == (watermark, 1)
+        assert c.execute("SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'dbsplit_track_%' AND tgenabled <> 'D'"
+                         ).fetchone()[0] == 4
+    remove_change_tracking(target, table)
+    with psycopg.connect(target) as c:
+        assert c.execute("SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'dbsplit_track_%'").fetchone()[0] == 0
+        assert c.execute("SELECT count(*) FROM _dbsplit.sync_state").fetchone()[0] == 0
+    assert ensure_change_tracking(target, table) is True

@@ -86,7 +86,7 @@ _INT_TYPES = ("smallint", "integer", "bigint")
 KEY_SETTINGS = {**arrow_io.TEXT_SETTINGS, "TimeZone": "UTC"}
 
 __all__ = ["ResyncResult", "resync_table", "resync_service", "install_change_tracking", "ensure_change_tracking",
-           "ChangeTrackingMissing"]
+           "remove_change_tracking", "ChangeTrackingMissing"]
 
 
 @dataclass(frozen=True)
@@ -107,7 +107,7 @@ class ResyncResult:
     verified: int | None = None      # staged rows looked up after the merge and found as staged (None: not
                                      # needed, nothing but the merge can have written them; see _Run.verify)
     steps: dict[str, float] = field(default_factory=dict)   # seconds per step
-    checked: int | None = None       # staged rows checked against the table's suite (None: no suite, or no
+    checked: int | None = None       # rows checked against the table's suite before being written (None: no suite, or no
                                      # row-by-row expectation in it; see resync_check)
     checks: list[dict[str, Any]] = field(default_factory=list)   # their outcomes
     checks_table_wide: list[str] = field(default_factory=list)   # suite expectations left to the full load's
@@ -181,17 +181,32 @@ def install_change_tracking(target_conninfo: str, table: ResolvedTable) -> dict[
 
 
 def ensure_change_tracking(target_conninfo: str, table: ResolvedTable) -> bool:
-    """install_change_tracking unless the table's tracking is current (same table, triggers on): an
-    installed one keeps its watermark and key table. True when this call installed it."""
+    """install_change_tracking unless the table already has sync state: an existing one keeps its
+    watermark, key table and change log (missing or disabled triggers are put back; writes made while
+    they were off are then unknown: a conflict check cannot see them). True when this call installed it."""
     name = _name(table)
     with psycopg.connect(target_conninfo, autocommit=True) as tgt:
         oid = resync_state.table_oid(tgt, table.target_schema, table.target_table)
         if oid is not None and resync_state.table_oid(tgt, resync_state.SCHEMA, "sync_state") is not None:
             st = resync_state.load(tgt, name)
-            if st is not None and st.table_oid == oid and resync_state.triggers_present(tgt, oid):
+            if st is not None and st.table_oid == oid:
+                if not resync_state.triggers_present(tgt, oid):
+                    log.warning("%s: change-tracking triggers missing or disabled: put back", name)
+                    with tgt.transaction():
+                        tgt.execute("SELECT pg_advisory_xact_lock(%s)", (_lock_key(oid),))
+                        resync_state.install_triggers(tgt, table.target_schema, table.target_table, table.key)
                 return False
     install_change_tracking(target_conninfo, table)
     return True
+
+
+def remove_change_tracking(target_conninfo: str, table: ResolvedTable) -> None:
+    """Stop tracking a target table: its triggers, change log, key tables and sync state dropped."""
+    with psycopg.connect(target_conninfo, autocommit=True) as tgt, tgt.transaction():
+        oid = resync_state.table_oid(tgt, table.target_schema, table.target_table)
+        if oid is not None:
+            tgt.execute("SELECT pg_advisory_xact_lock(%s)", (_lock_key(oid),))   # waits for a running resync
+        resync_state.remove(tgt, table.target_schema, table.target_table)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -802,6 +817,13 @@ class _Run:
             "UPDATE {rel} AS d SET {sets} FROM pg_temp.{stage} s WHERE {on} AND {differs}").format(**parts)).rowcount
         return inserted, updated
 
+    def _not_in_target(self) -> sql.Composable:
+        """FROM ... WHERE: the staged rows (alias s) the target lacks or holds otherwise: before the
+        upsert, the rows it writes; after it, the rows it failed to write."""
+        cols, key = [cm.target for cm in self.table.columns], list(self.table.key)
+        return sql.SQL("FROM pg_temp.{stage} s WHERE NOT EXISTS (SELECT 1 FROM {rel} d WHERE {on} AND NOT ({differs}))").format(
+            stage=sql.Identifier(STAGE), rel=self.rel, on=_eq(key, "d", key, "s"), differs=self._differs(cols))
+
     def _differs(self, cols: Sequence[str]) -> sql.Composable:
         """Target row d differs from staged row s (see _upsert)."""
         # CAST: two bare ROW constructors would be compared column by column with the operator
@@ -1004,11 +1026,11 @@ class _Run:
         if not self._unmerged:
             return
         self._t = time.perf_counter()
-        if self.suite is not None and self.suite.spec["expectations"]:
-            self.checked = self.suite.run(self.tgt, self.target_conninfo, STAGE,
-                                          [cm.target for cm in self.table.columns], self.name, self.run_id)
-            self._step("suite")
         self._joins()
+        if self.suite is not None and self.suite.spec["expectations"]:
+            self.checked = self.suite.run(self.tgt, self.target_conninfo, STAGE, [cm.target for cm in self.table.columns],
+                                          self._not_in_target(), self.name, self.st.table_oid, self.run_id)
+            self._step("suite")
         inserted, updated = self._upsert()
         self.inserted += inserted
         self.updated += updated
@@ -1044,11 +1066,9 @@ class _Run:
             self._step("verify")
             return
         self._joins()
-        cols = [cm.target for cm in self.table.columns]
         key = list(self.table.key)
         stage = sql.Identifier(STAGE)
-        off = sql.SQL("FROM pg_temp.{stage} s WHERE NOT EXISTS (SELECT 1 FROM {rel} d WHERE {on} AND NOT ({differs}))").format(
-            stage=stage, rel=self.rel, on=_eq(key, "d", key, "s"), differs=self._differs(cols))
+        off = self._not_in_target()
         total, wrong = self.tgt.execute(sql.SQL("SELECT (SELECT count(*) FROM pg_temp.{}), (SELECT count(*) {})").format(
             stage, off)).fetchone()
         shown: list[str] = []

@@ -1,15 +1,15 @@
 """The table's GX suite on the rows a resync is about to write, before anything is written.
 
 A full load runs the plan's suite on the whole staged table; a resync writes only the changed rows,
-so it runs the suite's row-by-row expectations (suites.rowwise_part) on exactly those rows, as the
-merge transaction has staged them (after the plan's transforms): a value outside a set, a malformed
-email, a pair out of order fails the run and nothing is changed. The other expectations (row counts,
+so it runs the suite's row-by-row expectations (suites.rowwise_part) on exactly the staged rows it
+is about to write (after the plan's transforms; not the overlap's re-reads that equal the target):
+a value outside a set, a malformed email, a pair out of order fails the run and nothing is changed. The other expectations (row counts,
 aggregates, uniqueness, `mostly` fractions) need the whole table: they are named in the result as
 left to the service DAG's validation, not evaluated on a part of the table where they would mean
 something else.
 
 GX reads through its own connection, which cannot see the merge transaction's temp table: the staged
-rows are copied (binary COPY through this process) into an unlogged table `_dbsplit."check:<table>"`
+rows are copied (COPY through this process) into an unlogged table `_dbsplit."check:<table oid>"`
 by a second session, checked there with the same SQL data source a full load uses, and the table is
 dropped. Enum columns become text there, as in the full load's suite view (GX binds set values as
 varchar). Work follows the changed rows.
@@ -51,22 +51,28 @@ class SuiteCheck:
         return cls(Path(path), spec, table_wide)
 
     def run(self, tgt: psycopg.Connection, target_conninfo: str, stage: str, columns: Sequence[str],
-            table_name: str, run_name: str | None) -> int:
-        """Check the rows of pg_temp.<stage> (columns: the target table's) in tgt's transaction; returns
-        how many rows were checked. DataCheckFailed when an expectation fails, naming it and the fix."""
+            writes: sql.Composable, table_name: str, table_oid: int, run_name: str | None) -> int:
+        """Check the staged rows (alias s of pg_temp.<stage>, columns: the target table's) that `writes`
+        (a FROM ... WHERE clause) selects, in tgt's transaction; returns how many were checked.
+        DataCheckFailed when an expectation fails, naming it and the fix."""
         if not self.spec["expectations"]:
+            return 0
+        if not tgt.execute(sql.SQL("SELECT count(*) {}").format(writes)).fetchone()[0]:
             return 0
         from dbsplit.validate.suites import validate_suite
 
-        check = f"check:{table_name}"[:63]
+        check = f"check:{table_oid}"
         with psycopg.connect(target_conninfo, autocommit=True, application_name="dbsplit-resync-check") as side:
             rel = sql.Identifier(SCHEMA, check)
             side.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(rel))
             side.execute(sql.SQL("CREATE UNLOGGED TABLE {} ({})").format(rel, sql.SQL(", ").join(
                 sql.SQL("{} {}").format(sql.Identifier(c), sql.SQL(t)) for c, t in _column_types(tgt, stage, columns))))
             try:
-                rows = _copy_rows(tgt, side, stage, check, columns)
+                rows = _copy_rows(tgt, side, writes, check, columns)
                 run = validate_suite(target_conninfo, SCHEMA, check, self.path, run_name=run_name, spec=self.spec)
+            except DataCheckFailed as exc:   # GX could not evaluate an expectation (a column, a type)
+                raise DataCheckFailed(f"{table_name}: the suite check of the rows this resync would write could not "
+                                      f"run (nothing was changed): {exc}") from exc
             finally:
                 side.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(rel))
         self.outcomes = [o.__dict__.copy() for o in run.outcomes]
@@ -93,11 +99,12 @@ def _column_types(tgt: psycopg.Connection, stage: str, columns: Sequence[str]) -
     return [(c, found[c]) for c in columns]
 
 
-def _copy_rows(tgt: psycopg.Connection, side: psycopg.Connection, stage: str, check: str,
+def _copy_rows(tgt: psycopg.Connection, side: psycopg.Connection, writes: sql.Composable, check: str,
                columns: Sequence[str]) -> int:
-    """The staged rows into the check table; text COPY, as enum labels become text values."""
+    """The rows to check into the check table; text COPY, as enum labels become text values."""
     cols = sql.SQL(", ").join(map(sql.Identifier, columns))
-    out = sql.SQL("COPY (SELECT {} FROM pg_temp.{}) TO STDOUT").format(cols, sql.Identifier(stage))
+    scols = sql.SQL(", ").join(sql.Identifier("s", c) for c in columns)
+    out = sql.SQL("COPY (SELECT {} {}) TO STDOUT").format(scols, writes)
     into = sql.SQL("COPY {} ({}) FROM STDIN").format(sql.Identifier(SCHEMA, check), cols)
     with tgt.cursor() as tc, side.cursor() as sc:
         _same_text_settings(tgt, side)
@@ -109,7 +116,7 @@ def _copy_rows(tgt: psycopg.Connection, side: psycopg.Connection, stage: str, ch
 
 def _same_text_settings(tgt: psycopg.Connection, side: psycopg.Connection) -> None:
     """The side session reads values as the merge session writes them (dates, intervals, floats, bytea)."""
-    names = ("DateStyle", "IntervalStyle", "extra_float_digits", "bytea_output", "TimeZone")
-    values = tgt.execute("SELECT " + ", ".join(f"current_setting('{n}')" for n in names)).fetchone()
-    for name, value in zip(names, values):
+    names = ("DateStyle", "IntervalStyle", "extra_float_digits", "bytea_output", "TimeZone", "client_encoding")
+    for name in names:
+        value = tgt.execute("SELECT current_setting(%s)", (name,)).fetchone()[0]
         side.execute("SELECT set_config(%s, %s, false)", (name, value))

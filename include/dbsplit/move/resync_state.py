@@ -222,6 +222,19 @@ def reset(conn: psycopg.Connection, target_table: str, oid: int, key_mode: str, 
         (target_table, oid, key_mode, key_table, watermark_column, watermark))
 
 
+def remove(conn: psycopg.Connection, schema: str, table: str) -> None:
+    """Stop tracking a table (inside the caller's transaction): triggers, change log, key tables, state."""
+    rel = sql.Identifier(schema, table)
+    for suffix in TRACKED_EVENTS:
+        conn.execute(sql.SQL("DROP TRIGGER IF EXISTS {} ON {}").format(sql.Identifier(TRIGGER_PREFIX + suffix), rel))
+    name = f"{schema}.{table}"
+    conn.execute("DELETE FROM _dbsplit.target_changes WHERE target_table = %s", (name,))
+    key_table = key_table_name(schema, table)
+    conn.execute(sql.SQL("DROP TABLE IF EXISTS {}, {}").format(key_table_ident(key_table),
+                                                               key_table_ident(sums_table_name(key_table))))
+    conn.execute("DELETE FROM _dbsplit.sync_state WHERE target_table = %s", (name,))
+
+
 def record_run(conn: psycopg.Connection, target_table: str, *, watermark: str | None, run_id: str, upserted: int,
                deleted: int, conflicts: list[str], skipped: int, rejected: int, verified: int, seconds: float,
                key_hash: str, root_bounds: list[list[str]] | None | bool) -> None:

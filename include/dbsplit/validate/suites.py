@@ -148,34 +148,41 @@ def validate_suite(conninfo: str, schema: str, table: str, suite_path: str | Pat
     return run
 
 
-# row-by-row expectations whose verdict still needs the whole table
-_TABLE_WIDE = {"expect_column_values_to_be_unique", "expect_compound_columns_to_be_unique"}
+# the expectations whose verdict on a row depends on that row alone (uniqueness, order, z-scores,
+# outliers and column types are GX map expectations too, but judge a row against the others)
+ROW_BY_ROW = frozenset({
+    "expect_column_values_to_be_in_set", "expect_column_values_to_not_be_in_set",
+    "expect_column_values_to_be_between", "expect_column_values_to_be_null", "expect_column_values_to_not_be_null",
+    "expect_column_values_to_match_regex", "expect_column_values_to_not_match_regex",
+    "expect_column_values_to_match_regex_list", "expect_column_values_to_not_match_regex_list",
+    "expect_column_values_to_match_like_pattern", "expect_column_values_to_not_match_like_pattern",
+    "expect_column_values_to_match_like_pattern_list", "expect_column_values_to_not_match_like_pattern_list",
+    "expect_column_values_to_match_strftime_format", "expect_column_values_to_be_dateutil_parseable",
+    "expect_column_values_to_be_json_parseable", "expect_column_values_to_match_json_schema",
+    "expect_column_value_lengths_to_be_between", "expect_column_value_lengths_to_equal",
+    "expect_column_pair_values_a_to_be_greater_than_b", "expect_column_pair_values_to_be_equal",
+    "expect_column_pair_values_to_be_in_set", "expect_multicolumn_sum_to_equal",
+    "expect_multicolumn_values_to_be_equal", "expect_select_column_values_to_be_unique_within_record",
+})
 
 
 def rowwise_part(suite_path: str | Path) -> tuple[dict[str, Any], list[str]]:
     """The suite split for checking some rows of a table (the rows a resync writes) instead of all: the
-    expectations each row passes or fails on its own (GX map expectations without `mostly` below 1),
-    as a suite, and a description of each other one (aggregates, row counts, uniqueness, fractions),
+    expectations each row passes or fails on its own (ROW_BY_ROW, without a `mostly` fraction), as a
+    suite, and a description of each other one (aggregates, row counts, uniqueness, order, fractions),
     whose verdict needs the whole table. Imports GX; a bad file raises DataCheckFailed."""
-    from great_expectations.expectations.expectation import (
-        ColumnMapExpectation,
-        ColumnPairMapExpectation,
-        MulticolumnMapExpectation,
-    )
-
     spec = load_suite(suite_path)
     _import_gx()
-    built = _expectations(str(suite_path), spec)
+    _expectations(str(suite_path), spec)   # a bad file fails here, as in validate_suite
     rowwise, table_wide = [], []
-    for entry, expectation in zip(spec["expectations"], built):
-        mostly = getattr(expectation, "mostly", None)
-        if (isinstance(expectation, (ColumnMapExpectation, ColumnPairMapExpectation, MulticolumnMapExpectation))
-                and entry["type"] not in _TABLE_WIDE and (mostly is None or mostly >= 1)):
+    for entry in spec["expectations"]:
+        mostly = (entry.get("kwargs") or {}).get("mostly")
+        fraction = mostly is not None and not (isinstance(mostly, (int, float)) and mostly >= 1)
+        if entry["type"] in ROW_BY_ROW and not fraction:
             rowwise.append(entry)
         else:
             label = _column_label(entry.get("kwargs") or {})
-            table_wide.append(entry["type"] + (f" [{label}]" if label else "")
-                              + (f" (mostly {mostly})" if mostly is not None and mostly < 1 else ""))
+            table_wide.append(entry["type"] + (f" [{label}]" if label else "") + (f" (mostly {mostly})" if fraction else ""))
     return {**spec, "expectations": rowwise}, table_wide
 
 
