@@ -1,5 +1,6 @@
 """What the orchestrator's phase tasks do at run time: preflight, backup, provision, cross-service
-validation, cut-over (freeze, final sync) and rollback. The service pipelines themselves run runtime.py's functions.
+validation, cut-over (freeze, final sync) and rollback. The service pipelines themselves run
+runtime.py's functions.
 
 Every function takes the JSON-able orchestrator descriptor built by render.py; what a phase did is
 returned (XCom) so that rollback can undo exactly that.

@@ -107,8 +107,8 @@ class ResyncResult:
     verified: int | None = None      # staged rows looked up after the merge and found as staged (None: not
                                      # needed, nothing but the merge can have written them; see _Run.verify)
     steps: dict[str, float] = field(default_factory=dict)   # seconds per step
-    checked: int | None = None       # rows checked against the table's suite before being written (None: no suite, or no
-                                     # row-by-row expectation in it; see resync_check)
+    checked: int | None = None       # rows checked against the table's suite before being written (None:
+                                     # no suite, or no row-by-row expectation in it; see resync_check)
     checks: list[dict[str, Any]] = field(default_factory=list)   # their outcomes
     checks_table_wide: list[str] = field(default_factory=list)   # suite expectations left to the full load's
                                                                  # validation (they need the whole table)

@@ -3,10 +3,10 @@
 A full load runs the plan's suite on the whole staged table; a resync writes only the changed rows,
 so it runs the suite's row-by-row expectations (suites.rowwise_part) on exactly the staged rows it
 is about to write (after the plan's transforms; not the overlap's re-reads that equal the target):
-a value outside a set, a malformed email, a pair out of order fails the run and nothing is changed. The other expectations (row counts,
-aggregates, uniqueness, `mostly` fractions) need the whole table: they are named in the result as
-left to the service DAG's validation, not evaluated on a part of the table where they would mean
-something else.
+a value outside a set, a malformed email, a pair out of order fails the run and nothing is changed.
+The other expectations (row counts, aggregates, uniqueness, order, `mostly` fractions) need the
+whole table: they are named in the result as left to the service DAG's validation, not evaluated on
+a part of the table where they would mean something else.
 
 GX reads through its own connection, which cannot see the merge transaction's temp table: the staged
 rows are copied (COPY through this process) into an unlogged table `_dbsplit."check:<table oid>"`
@@ -81,10 +81,10 @@ class SuiteCheck:
                                f"unexpected ({o.details})" for o in run.failures)
             raise DataCheckFailed(
                 f"{table_name}: the changed rows this resync would write fail the table's suite {self.path} "
-                f"({len(run.failures)} of {len(run.outcomes)} row-by-row expectations; {rows} staged row(s) checked; nothing "
+                f"({len(run.failures)} of {len(run.outcomes)} row-by-row expectations; {rows} row(s) checked; nothing "
                 f"was changed): {failed}. Fix: correct those rows in the source (or the plan's transforms), or the "
                 "suite if it is wrong, then resync again.")
-        log.info("%s: %d staged row(s) pass the %d row-by-row expectations of %s", table_name, rows,
+        log.info("%s: the %d row(s) to write pass the %d row-by-row expectations of %s", table_name, rows,
                  len(run.outcomes), self.path)
         return rows
 
