@@ -198,10 +198,12 @@ def final_sync(orch: dict[str, Any], services: list[str], run_id: str) -> dict[s
         target = _target(plan, service)
         tables = [t for t in resolved if t.key]
         keyless += [f"{t.target_schema}.{t.target_table}" for t in resolved if not t.key]
-        only_now = [t for t in tables if ensure_change_tracking(target, t) and not t.watermark]
+        only_now = [t for t in tables if not t.watermark]   # the resync DAG tracks the others
         suites = {f"{t.target_schema}.{t.target_table}": suite_path(orch["plan_path"], t.expectations)
                   for t in tables if t.expectations}
         try:
+            for table in tables:
+                ensure_change_tracking(target, table)
             results = resync_service(source, target, tables, namespace=plan.namespace_uuid, salt=mask_salt(plan),
                                      on_conflict=plan.services[service].resync.on_conflict, run_id=run_id,
                                      suites=suites) if tables else {}

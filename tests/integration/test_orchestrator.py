@@ -192,3 +192,6 @@ def test_cut_over_freezes_syncs_and_unfreeze_restores(make_db, tmp_path: Path, m
         with psycopg.connect(targets[plan.services[name].target.conn_id]) as conn:
             assert conn.execute("SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'dbsplit_track_%'").fetchone()[0] == 0
             assert conn.execute("SELECT count(*) FROM _dbsplit.sync_state").fetchone()[0] == 0
+            assert conn.execute("SELECT count(*) FROM _dbsplit.target_changes").fetchone()[0] == 0
+            assert conn.execute("SELECT count(*) FROM pg_tables WHERE schemaname = '_dbsplit'"
+                                " AND tablename ~ '^(keys|sums):'").fetchone()[0] == 0

@@ -948,11 +948,16 @@ def test_ensure_change_tracking_keeps_the_sync_state_and_puts_triggers_back(item
         c.execute("ALTER TABLE items DISABLE TRIGGER dbsplit_track_upd")
     assert ensure_change_tracking(target, table) is False
     with psycopg.connect(target) as c:
-        assert c.execute("SELECT watermark, runs FROM _dbsplit.sync_state").fetchone() == (watermark, 1)
+        assert c.execute("SELECT watermark, runs, keys_ready FROM _dbsplit.sync_state").fetchone() == (watermark, 1, False)
         assert c.execute("SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'dbsplit_track_%' AND tgenabled <> 'D'"
                          ).fetchone()[0] == 4
+    with psycopg.connect(target) as c:   # a write while tracked: in the change log
+        c.execute("UPDATE items SET qty = 1 WHERE id = 1")
     remove_change_tracking(target, table)
     with psycopg.connect(target) as c:
         assert c.execute("SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'dbsplit_track_%'").fetchone()[0] == 0
         assert c.execute("SELECT count(*) FROM _dbsplit.sync_state").fetchone()[0] == 0
+        assert c.execute("SELECT count(*) FROM _dbsplit.target_changes").fetchone()[0] == 0
+        assert c.execute("SELECT count(*) FROM pg_tables WHERE schemaname = '_dbsplit' AND tablename ~ '^(keys|sums):'"
+                         ).fetchone()[0] == 0
     assert ensure_change_tracking(target, table) is True

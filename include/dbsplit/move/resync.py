@@ -182,8 +182,9 @@ def install_change_tracking(target_conninfo: str, table: ResolvedTable) -> dict[
 
 def ensure_change_tracking(target_conninfo: str, table: ResolvedTable) -> bool:
     """install_change_tracking unless the table already has sync state: an existing one keeps its
-    watermark, key table and change log (missing or disabled triggers are put back; writes made while
-    they were off are then unknown: a conflict check cannot see them). True when this call installed it."""
+    watermark and change log. Missing or disabled triggers are put back and the key table is rebuilt by
+    the next resync (rows the target lost while they were off are found again; rows changed in the
+    target meanwhile cannot be told from the source's). True when this call installed it."""
     name = _name(table)
     with psycopg.connect(target_conninfo, autocommit=True) as tgt:
         oid = resync_state.table_oid(tgt, table.target_schema, table.target_table)
@@ -195,6 +196,7 @@ def ensure_change_tracking(target_conninfo: str, table: ResolvedTable) -> bool:
                     with tgt.transaction():
                         tgt.execute("SELECT pg_advisory_xact_lock(%s)", (_lock_key(oid),))
                         resync_state.install_triggers(tgt, table.target_schema, table.target_table, table.key)
+                        tgt.execute("UPDATE _dbsplit.sync_state SET keys_ready = false WHERE target_table = %s", (name,))
                 return False
     install_change_tracking(target_conninfo, table)
     return True
@@ -1028,8 +1030,9 @@ class _Run:
         self._t = time.perf_counter()
         self._joins()
         if self.suite is not None and self.suite.spec["expectations"]:
-            self.checked = self.suite.run(self.tgt, self.target_conninfo, STAGE, [cm.target for cm in self.table.columns],
-                                          self._not_in_target(), self.name, self.st.table_oid, self.run_id)
+            self.checked = (self.checked or 0) + self.suite.run(   # a second upsert checks the rows the diff added
+                self.tgt, self.target_conninfo, STAGE, [cm.target for cm in self.table.columns], self._not_in_target(),
+                self.name, self.st.table_oid, self.run_id)
             self._step("suite")
         inserted, updated = self._upsert()
         self.inserted += inserted

@@ -75,7 +75,7 @@ class SuiteCheck:
                                       f"run (nothing was changed): {exc}") from exc
             finally:
                 side.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(rel))
-        self.outcomes = [o.__dict__.copy() for o in run.outcomes]
+        self.outcomes = _combined(self.outcomes, [o.__dict__.copy() for o in run.outcomes])
         if not run.success:
             failed = "; ".join(f"{o.expectation}{' [' + o.column + ']' if o.column else ''}: {o.observed} row(s) "
                                f"unexpected ({o.details})" for o in run.failures)
@@ -87,6 +87,18 @@ class SuiteCheck:
         log.info("%s: the %d row(s) to write pass the %d row-by-row expectations of %s", table_name, rows,
                  len(run.outcomes), self.path)
         return rows
+
+
+def _combined(before: list[dict[str, Any]], now: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The outcomes of a second batch of rows (a merge upserting twice) added to the first's."""
+    if not before:
+        return now
+    out = []
+    for b, n in zip(before, now):
+        counts = isinstance(b["observed"], int) and isinstance(n["observed"], int)
+        out.append({**n, "success": b["success"] and n["success"],
+                    "observed": b["observed"] + n["observed"] if counts else n["observed"]})
+    return out
 
 
 def _column_types(tgt: psycopg.Connection, stage: str, columns: Sequence[str]) -> list[tuple[str, str]]:

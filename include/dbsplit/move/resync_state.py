@@ -229,7 +229,8 @@ def remove(conn: psycopg.Connection, schema: str, table: str) -> None:
         conn.execute(sql.SQL("DROP TRIGGER IF EXISTS {} ON {}").format(sql.Identifier(TRIGGER_PREFIX + suffix), rel))
     name = f"{schema}.{table}"
     conn.execute("DELETE FROM _dbsplit.target_changes WHERE target_table = %s", (name,))
-    key_table = key_table_name(schema, table)
+    st = load(conn, name)
+    key_table = st.key_table if st is not None else key_table_name(schema, table)
     conn.execute(sql.SQL("DROP TABLE IF EXISTS {}, {}").format(key_table_ident(key_table),
                                                                key_table_ident(sums_table_name(key_table))))
     conn.execute("DELETE FROM _dbsplit.sync_state WHERE target_table = %s", (name,))
