@@ -26,6 +26,7 @@ import psycopg
 from psycopg import sql
 
 from dbsplit.errors import DataCheckFailed
+from dbsplit.move import arrow_io
 from dbsplit.move.copy import joined_messages
 
 log = logging.getLogger(__name__)
@@ -118,17 +119,10 @@ def _copy_rows(tgt: psycopg.Connection, side: psycopg.Connection, writes: sql.Co
     scols = sql.SQL(", ").join(sql.Identifier("s", c) for c in columns)
     out = sql.SQL("COPY (SELECT {} {}) TO STDOUT").format(scols, writes)
     into = sql.SQL("COPY {} ({}) FROM STDIN").format(sql.Identifier(SCHEMA, check), cols)
-    with tgt.cursor() as tc, side.cursor() as sc:
-        _same_text_settings(tgt, side)
+    same = {"TimeZone": "UTC"}   # with arrow_io.TEXT_SETTINGS: both sessions write and read the same text
+    with tgt.cursor() as tc, side.cursor() as sc, arrow_io.text_settings(tgt, same), side.transaction(), \
+            arrow_io.text_settings(side, same):
         with tc.copy(out) as cin, sc.copy(into) as cout:
             for block in joined_messages(cin):
                 cout.write(block)
         return sc.rowcount
-
-
-def _same_text_settings(tgt: psycopg.Connection, side: psycopg.Connection) -> None:
-    """The side session reads values as the merge session writes them (dates, intervals, floats, bytea)."""
-    names = ("DateStyle", "IntervalStyle", "extra_float_digits", "bytea_output", "TimeZone", "client_encoding")
-    for name in names:
-        value = tgt.execute("SELECT current_setting(%s)", (name,)).fetchone()[0]
-        side.execute("SELECT set_config(%s, %s, false)", (name, value))
