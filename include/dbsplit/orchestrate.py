@@ -219,6 +219,18 @@ def final_sync(orch: dict[str, Any], services: list[str], run_id: str) -> dict[s
     return {"synced": done, "not_synced_no_key": keyless}
 
 
+def mark_cut_over(orch: dict[str, Any], services: list[str], service: str, run_id: str) -> dict[str, Any]:
+    """The cut-over's last step for a service: its tables recorded in its database as the system of
+    record (_dbsplit.cut_over), so that a resync left scheduled refuses to overwrite them."""
+    from dbsplit.move import resync_state
+
+    plan = _plan(orch)
+    names = [f"{t.target_schema}.{t.target_table}" for t in _tables(orch, [service])[service]]
+    with psycopg.connect(_target(plan, service), autocommit=True) as tgt:
+        resync_state.mark_cut_over(tgt, names, run_id)
+    return {"service": service, "cut_over": names}
+
+
 def unfreeze_source(orch: dict[str, Any], tables: list[list[str]] | None = None) -> dict[str, Any]:
     """Remove the write guards (all the plan's source tables unless tables are given)."""
     from dbsplit.freeze import unfreeze

@@ -362,8 +362,8 @@ def render_orchestrator(specs: list[ServiceDagSpec], levels: list[list[str]], da
             frozen = _freeze(orch)
             synced = _final_sync(orch)
             final = _final_validation(orch)
-            published = [_publish.override(task_id=f"publish_{n}", outlets=[Asset(f"dbsplit://{orch['plan']}/{n}")])(n)
-                         for n in by_name]
+            published = [_publish.override(task_id=f"publish_{n}", outlets=[Asset(f"dbsplit://{orch['plan']}/{n}")])(
+                orch, n) for n in by_name]
             checked >> frozen >> synced >> final >> published
         watch += [checked, frozen, synced, final]
         watch >> _orch_rollback(orch)
@@ -371,9 +371,12 @@ def render_orchestrator(specs: list[ServiceDagSpec], levels: list[list[str]], da
 
 
 @task(task_id="publish")
-def _publish(service: str) -> dict[str, str]:
-    """Emit the service's Asset event: its database is now the system of record."""
-    return {"service": service}
+def _publish(orch: dict[str, Any], service: str, run_id: str | None = None) -> dict[str, Any]:
+    """Record the cut-over in the service's database (a resync then refuses it) and emit its Asset
+    event: its database is now the system of record. Skipped for a service not selected."""
+    if service not in list(_params().get("services") or orch["services"]):
+        raise AirflowSkipException(f"service {service} not selected for this run")
+    return _orch("mark_cut_over", orch, service, run_id)
 
 
 def render_unfreeze(plan_name: str, plan_path: str, services: list[str], dag_id: str = "dbsplit_unfreeze") -> DAG:

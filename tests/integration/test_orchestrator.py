@@ -4,6 +4,7 @@ service runs, cut-over freeze and final sync."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import psycopg
@@ -182,8 +183,16 @@ def test_cut_over_freezes_syncs_and_unfreeze_restores(make_db, tmp_path: Path, m
         conn.execute("UPDATE jobs SET title = title || ' (late edit)' WHERE id % 7 = 0")
         conn.execute("DELETE FROM job_skills WHERE job_id % 11 = 0")
     from dbsplit import orchestrate as orchestrate_module
+    from dbsplit.errors import DbsplitError
 
     orch = {"plan": plan.name, "plan_path": str(EXAMPLES / "jobboard" / "plan.yaml"), "services": list(plan.services)}
+    # the published services' databases are the system of record: a resync refuses them ...
+    with pytest.raises(DbsplitError, match=re.escape(f"public.user_skills, public.users: cut over by orchestrator run "
+                                                     f"{result.run_id} at ")):
+        orchestrate_module.final_sync(orch, ["users"], "late")
+    for name in ("users", "jobs"):   # ... until the cut-over is declared undone
+        with psycopg.connect(targets[plan.services[name].target.conn_id], autocommit=True) as conn:
+            assert conn.execute("DELETE FROM _dbsplit.cut_over").rowcount == len(plan.services[name].tables)
     synced = orchestrate_module.final_sync(orch, ["users", "jobs"], "late")["synced"]
     assert synced["users"]["public.users"]["upserted"] == 1
     assert synced["jobs"]["public.jobs"]["upserted"] > 0 and synced["jobs"]["public.job_skills"]["deleted"] > 0

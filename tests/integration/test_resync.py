@@ -961,3 +961,21 @@ def test_ensure_change_tracking_keeps_the_sync_state_and_puts_triggers_back(item
         assert c.execute("SELECT count(*) FROM pg_tables WHERE schemaname = '_dbsplit' AND tablename ~ '^(keys|sums):'"
                          ).fetchone()[0] == 0
     assert ensure_change_tracking(target, table) is True
+
+
+def test_a_table_cut_over_is_refused_by_a_resync(items) -> None:
+    """After a cut-over the service database is the system of record: a resync left scheduled would
+    overwrite the service's writes with the monolith's rows and delete its new ones."""
+    from dbsplit.errors import DbsplitError
+    from dbsplit.move.resync_state import mark_cut_over
+
+    source, target = items
+    table = items_table()
+    sync(source, target, table)
+    with psycopg.connect(target, autocommit=True) as c:
+        mark_cut_over(c, ["public.items"], "orchestrator-run-1")
+        c.execute("INSERT INTO items SELECT 900001, 'written by the service', 1, 1, NULL, now()")
+    before = versions(target, "items")
+    with pytest.raises(DbsplitError, match=r"public\.items: cut over by orchestrator run orchestrator-run-1 at .*Fix:"):
+        sync(source, target, table)
+    assert versions(target, "items") == before

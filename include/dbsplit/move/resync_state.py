@@ -236,6 +236,27 @@ def remove(conn: psycopg.Connection, schema: str, table: str) -> None:
     conn.execute("DELETE FROM _dbsplit.sync_state WHERE target_table = %s", (name,))
 
 
+def mark_cut_over(conn: psycopg.Connection, target_tables: Sequence[str], run_id: str) -> None:
+    """Record that these tables' database is the system of record now (a cut-over): resyncs refuse them."""
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (_DDL_LOCK,))
+        conn.execute("CREATE SCHEMA IF NOT EXISTS _dbsplit")
+        conn.execute("CREATE TABLE IF NOT EXISTS _dbsplit.cut_over (target_table text PRIMARY KEY, run_id text NOT NULL,"
+                     " cut_over_at timestamptz NOT NULL DEFAULT now())")
+        for name in target_tables:
+            conn.execute("INSERT INTO _dbsplit.cut_over (target_table, run_id) VALUES (%s, %s) ON CONFLICT (target_table)"
+                         " DO UPDATE SET run_id = EXCLUDED.run_id, cut_over_at = now()", (name, run_id))
+
+
+def cut_over(conn: psycopg.Connection, target_tables: Sequence[str]) -> dict[str, tuple[str, str]]:
+    """{table: (run id, time)} of those tables a cut-over made the system of record."""
+    if conn.execute("SELECT to_regclass('_dbsplit.cut_over') IS NULL").fetchone()[0]:
+        return {}
+    rows = conn.execute("SELECT target_table, run_id, cut_over_at::text FROM _dbsplit.cut_over"
+                        " WHERE target_table = ANY(%s)", (list(target_tables),)).fetchall()
+    return {t: (r, at) for t, r, at in rows}
+
+
 def record_run(conn: psycopg.Connection, target_table: str, *, watermark: str | None, run_id: str, upserted: int,
                deleted: int, conflicts: list[str], skipped: int, rejected: int, verified: int, seconds: float,
                key_hash: str, root_bounds: list[list[str]] | None | bool) -> None:
