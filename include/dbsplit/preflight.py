@@ -6,7 +6,8 @@ Checks, each a Check(name, ok, detail, warning):
 - `version <conn_id>`: the source is PostgreSQL >= 12 (min_source_version), a target >= 12; a target
   older than the source is a warning (DDL read from a newer server may not replay).
 - `source table <schema.table>`: exists in the source (an ordinary or partitioned table).
-- `target table <conn_id>:<schema.table>`: absent, or a table commented 'managed by dbsplit'.
+- `target table <conn_id>:<schema.table>`: absent, or a table commented 'managed by dbsplit' that no
+  cut-over made the system of record (_dbsplit.cut_over: a migration would replace the service's rows).
 - `disk <conn_id>`: free space where the target database lives >= space_factor x pg_total_relation_size
   of its source tables (partitions summed). Targets on the same filesystem share its free space.
   The default factor 2 covers the table, its indexes and the WAL that ALTER TABLE SET LOGGED writes.
@@ -179,6 +180,15 @@ def _target_table_check(target: _Target, schema: str, table: str) -> Check:
     if row is None:
         return Check(name, True, "absent: will be created")
     if row[0] in ("r", "p") and row[1] == MANAGED_COMMENT:
+        from dbsplit.move.resync_state import cut_over
+
+        done = cut_over(target.conn, [f"{schema}.{table}"])
+        if done:
+            run, at = done[f"{schema}.{table}"]
+            return Check(name, False, f"{schema}.{table} was cut over by orchestrator run {run} at {at}: its database is the "
+                         "system of record and a migration would replace the service's rows with the monolith's. Fix: "
+                         "leave the service out of this run; only if the cut-over was undone, delete its row of "
+                         "_dbsplit.cut_over in the target database.")
         return Check(name, True, f"exists, {MANAGED_COMMENT}: its rows will be replaced")
     return Check(name, False, f"{schema}.{table} exists in {target.conn.info.dbname!r} and was not created by dbsplit "
                  f"(no comment {MANAGED_COMMENT!r}); dbsplit never overwrites it. Fix: drop or rename it, or give the "

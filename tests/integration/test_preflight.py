@@ -123,3 +123,15 @@ def test_unmeasurable_disk_is_a_warning(setup: tuple[str, str, str], plain_role:
     assert disk.ok and disk.warning and "unknown" in disk.detail, disk
     assert report.ok and disk in report.warnings
     assert "WARN disk users_db" in str(report)
+
+
+def test_a_table_cut_over_is_not_migrated_again(setup: tuple[str, str, str]) -> None:
+    from dbsplit.move.resync_state import mark_cut_over
+
+    source, users, jobs = setup
+    with psycopg.connect(users, autocommit=True) as conn:
+        mark_cut_over(conn, ["public.users"], "orchestrator-run-7")
+    report = preflight(source, {"users_db": users, "jobs_db": jobs}, ROUTES)
+    assert {c.name for c in report.failures} == {"target table users_db:public.users"}, str(report)
+    detail = check(report, "target table users_db:public.users").detail
+    assert "cut over by orchestrator run orchestrator-run-7" in detail and "Fix:" in detail
