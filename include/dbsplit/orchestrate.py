@@ -188,7 +188,7 @@ def final_sync(orch: dict[str, Any], services: list[str], run_id: str) -> dict[s
     (only differences are written). A table without a key cannot be synced: it is named in the result
     and the log. Fails, and changes nothing in that service, when a check fails."""
     from dbsplit.move.resync import ensure_change_tracking, remove_change_tracking, resync_service
-    from dbsplit.runtime import mask_salt, suite_path
+    from dbsplit.runtime import mask_salt, table_suites
 
     plan = _plan(orch)
     source = conn.resolve(plan.source.conn_id)
@@ -199,14 +199,12 @@ def final_sync(orch: dict[str, Any], services: list[str], run_id: str) -> dict[s
         tables = [t for t in resolved if t.key]
         keyless += [f"{t.target_schema}.{t.target_table}" for t in resolved if not t.key]
         only_now = [t for t in tables if not t.watermark]   # the resync DAG tracks the others
-        suites = {f"{t.target_schema}.{t.target_table}": suite_path(orch["plan_path"], t.expectations)
-                  for t in tables if t.expectations}
         try:
             for table in tables:
                 ensure_change_tracking(target, table)
             results = resync_service(source, target, tables, namespace=plan.namespace_uuid, salt=mask_salt(plan),
                                      on_conflict=plan.services[service].resync.on_conflict, run_id=run_id,
-                                     suites=suites) if tables else {}
+                                     suites=table_suites(orch["plan_path"], tables)) if tables else {}
         finally:
             for table in only_now:   # no resync DAG keeps it current: nothing would read its change log
                 remove_change_tracking(target, table)

@@ -393,6 +393,11 @@ def _suite_outcomes(service: dict[str, Any], rt: ResolvedTable, target: str, stg
     return [o.__dict__ for o in run.outcomes], docs
 
 
+def table_suites(plan_path: str, tables: list[ResolvedTable]) -> dict[str, Path]:
+    """The suite file of each table that names one, by target table name."""
+    return {f"{t.target_schema}.{t.target_table}": suite_path(plan_path, t.expectations) for t in tables if t.expectations}
+
+
 def suite_path(plan_path: str, relative: str) -> Path:
     """A suite path of the plan, relative to the first folder above the plan file that holds it."""
     for folder in Path(plan_path).resolve().parents:
@@ -571,12 +576,10 @@ def resync(service: dict[str, Any], run_id: str) -> dict[str, Any]:
     if not tables:
         log.info("service %s: no table has a watermark; nothing to resync", service["service"])
         return {}
-    suites = {f"{t.target_schema}.{t.target_table}": suite_path(service["plan_path"], t.expectations)
-              for t in tables if t.expectations}
     results = resync_service(conn.resolve(service["source_conn_id"]), conn.resolve(service["target_conn_id"]), tables,
                              namespace=plan.namespace_uuid, salt=mask_salt(plan),
                              on_conflict=plan.services[service["service"]].resync.on_conflict, run_id=run_id,
-                             suites=suites)
+                             suites=table_suites(service["plan_path"], tables))
     for name, result in results.items():
         log.info("%s: %d upserted, %d deleted, %d conflicts in %.2f s (watermark %s -> %s)", name, result.upserted,
                  result.deleted, len(result.conflicts), result.seconds, result.watermark_before, result.watermark_after)
