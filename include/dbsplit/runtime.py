@@ -69,8 +69,18 @@ def prepare_target(service: dict[str, Any]) -> dict[str, Any]:
         state.ensure_state_schema(tgt)
         for t in service["tables"]:
             staging.check_managed(tgt, t["target_schema"], t["target_table"])
+        _refuse_cut_over(tgt, [f"{t['target_schema']}.{t['target_table']}" for t in service["tables"]])
     log.info("target %s ready (database %s)", service["target_conn_id"], "created" if created_db else "existed")
     return {"database_created": created_db}
+
+
+def _refuse_cut_over(tgt: psycopg.Connection, names: list[str]) -> None:
+    """A table a cut-over made the system of record is never loaded again (a DAG triggered by hand
+    would otherwise replace the service's rows with the frozen monolith's)."""
+    from dbsplit.move.resync_state import refuse_cut_over
+
+    refuse_cut_over(tgt, names, "a migration would replace the service's rows with the monolith's",
+                    "do not run this service's migration again (leave the service out of the orchestrator's run)")
 
 
 def _plan(path: str) -> Plan:
@@ -116,6 +126,7 @@ def plan_chunks(service: dict[str, Any], selector: str | None, run_id: str) -> l
 
 def _table_chunks(src: psycopg.Connection, tgt: psycopg.Connection, rt: ResolvedTable, run_id: str) -> list[dict[str, Any]]:
     name, columns = f"{rt.target_schema}.{rt.target_table}", _target_columns(rt)
+    _refuse_cut_over(tgt, [name])   # whole-schema routes: tables prepare_target did not know
     resumable = state.open_load(tgt, name)
     if resumable and resumable[1] == rt.chunk_rows and resumable[2] == columns:
         load_id, _, _, chunks, done = resumable

@@ -64,6 +64,29 @@ def test_clean_run_promotes(service) -> None:
     assert rows_of(target, "public", "users", ["id"]) == rows_of(source, "public", "users", ["id"])
 
 
+def test_a_table_cut_over_is_not_loaded_again_by_the_service_dag(service) -> None:
+    """After a cut-over the service database is the system of record: the service DAG triggered by hand
+    (no orchestrator preflight) refuses before it stages anything, for static and whole-schema tables."""
+    from dbsplit.move.resync_state import CutOverDone, mark_cut_over
+
+    svc, source, target = service
+    load_all(svc, "run1")
+    runtime.validate(svc, "users", "run1")
+    runtime.promote(svc)
+    runtime.finish(svc, "run1")
+    with psycopg.connect(target, autocommit=True) as conn:
+        mark_cut_over(conn, ["public.users"], "orchestrator-run-3")
+        conn.execute("UPDATE users SET full_name = 'written by the service' WHERE id = 7")
+    live = rows_of(target, "public", "users", ["id"])
+    with pytest.raises(CutOverDone, match=r"public\.users: cut over by orchestrator run orchestrator-run-3 .*Fix: do not"):
+        runtime.prepare_target(svc)
+    with pytest.raises(CutOverDone, match="orchestrator-run-3"):   # the check whole-schema tables meet
+        runtime.plan_chunks(svc, "users", "run2")
+    assert rows_of(target, "public", "users", ["id"]) == live
+    with psycopg.connect(target) as conn:
+        assert conn.execute("SELECT count(*) FROM pg_tables WHERE schemaname = '_dbsplit_staging'").fetchone()[0] == 0
+
+
 def test_tampered_value_fails_checksum_names_chunk_and_key_and_rolls_back(service) -> None:
     svc, source, target = service
     load_all(svc, "run1")

@@ -310,14 +310,8 @@ def resync_service(source_conninfo: str, target_conninfo: str, tables: Sequence[
 def _refuse_after_cut_over(tgt: psycopg.Connection, names: list[str]) -> None:
     """After a cut-over the service database is the system of record: a resync would overwrite the
     service's writes with the frozen monolith's rows (conflicts, source wins) and delete its new rows."""
-    done = resync_state.cut_over(tgt, names)
-    if done:
-        _, (run, at) = next(iter(sorted(done.items())))
-        raise DbsplitError(
-            f"{', '.join(sorted(done))}: cut over by orchestrator run {run} at {at}; the service database is the "
-            f"system of record now and a resync would overwrite its writes with the monolith's rows (nothing was "
-            f"changed). Fix: pause or remove this resync; only if the cut-over was undone and the monolith takes the "
-            f"writes again, delete those rows of _dbsplit.cut_over in the target database to resume resyncs.")
+    resync_state.refuse_cut_over(tgt, names, "a resync would overwrite its writes with the monolith's rows",
+                                 "pause or remove this resync")
 
 
 def _tracked_state(tgt: psycopg.Connection, name: str, oid: int) -> resync_state.SyncState:

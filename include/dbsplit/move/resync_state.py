@@ -257,6 +257,22 @@ def cut_over(conn: psycopg.Connection, target_tables: Sequence[str]) -> dict[str
     return {t: (r, at) for t, r, at in rows}
 
 
+class CutOverDone(DbsplitError):
+    """A table a cut-over made the system of record would be overwritten with the monolith's rows."""
+
+
+def refuse_cut_over(conn: psycopg.Connection, target_tables: Sequence[str], harm: str, fix: str) -> None:
+    """Raise CutOverDone when a cut-over made any of these tables the system of record.
+    harm: what the refused action would do to the service's rows; fix: what to do instead."""
+    done = cut_over(conn, target_tables)
+    if done:
+        _, (run, at) = min(done.items())
+        raise CutOverDone(
+            f"{', '.join(sorted(done))}: cut over by orchestrator run {run} at {at}; the service database is the "
+            f"system of record now and {harm} (nothing was changed). Fix: {fix}; only if the cut-over was undone and "
+            "the monolith takes the writes again, delete those rows of _dbsplit.cut_over in the target database.")
+
+
 def record_run(conn: psycopg.Connection, target_table: str, *, watermark: str | None, run_id: str, upserted: int,
                deleted: int, conflicts: list[str], skipped: int, rejected: int, verified: int, seconds: float,
                key_hash: str, root_bounds: list[list[str]] | None | bool) -> None:
