@@ -1,5 +1,8 @@
 """Every example monolith migrates end to end through the generated DAGs, and every target table equals
-its source passed through the plan's transforms, row by row (computed by an independent oracle)."""
+its source passed through the plan's transforms, row by row (computed by an independent oracle).
+
+jobboard and helpdesk are not run here: test_orchestrator.py migrates them through the orchestrator, which
+triggers the same service DAGs, and compares every target table with the same oracle."""
 
 from __future__ import annotations
 
@@ -35,7 +38,7 @@ def second_server() -> str | None:
         return None
 
 
-@pytest.mark.parametrize("example", ["jobboard", "helpdesk", "freezone", "payments"])
+@pytest.mark.parametrize("example", ["freezone", "payments"])
 def test_example_migrates_end_to_end(example: str, make_db, pg_server_url: str, tmp_path: Path) -> None:
     plan_path = EXAMPLES / example / "plan.yaml"
     plan = load_plan(plan_path)
