@@ -4,6 +4,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.dbsplit-installed
 PG15_URL ?= postgresql://postgres@127.0.0.1:5432/postgres
+# pytest-xdist workers (0: one process). Each worker has its own Airflow home and embedded PostgreSQL;
+# which tests must share a worker: SHARED_FIXTURE_MODULES in tests/conftest.py.
+TEST_WORKERS ?= 2
+PYTEST_PARALLEL := -n $(TEST_WORKERS) --dist loadscope
 
 .PHONY: install demo test test-pg15 airflow lock bench clean
 
@@ -21,11 +25,11 @@ demo: install
 
 ## test: the whole test suite against the embedded PostgreSQL (or $$DBSPLIT_TEST_PG_URL)
 test: install
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q $(PYTEST_PARALLEL)
 
 ## test-pg15: the integration tests against the PostgreSQL server at $(PG15_URL)
 test-pg15: install
-	DBSPLIT_TEST_PG_URL=$(PG15_URL) $(BIN)/pytest -q -m integration
+	DBSPLIT_TEST_PG_URL=$(PG15_URL) $(BIN)/pytest -q $(PYTEST_PARALLEL) -m integration
 
 ## airflow: airflow standalone on 127.0.0.1:8080 with the dbsplit DAGs and connections
 airflow: install

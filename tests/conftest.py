@@ -27,6 +27,34 @@ _AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="dbsplit-test-airflow-"))
 os.environ.update(airflow_env(_AIRFLOW_HOME, ROOT / "dags"))
 
 
+# Under pytest-xdist (`make test` runs two workers with --dist loadscope) each test is a unit of its own,
+# except in these modules: their module- and session-scoped fixtures (an Airflow server, shared DAG
+# runs, a parsed DagBag) are costly, so each runs whole on one worker and sets them up once.
+# (xdist's xdist_group marks would say this, but xdist 3.8 cannot rename pytest 9's node ids.)
+SHARED_FIXTURE_MODULES = (
+    "tests/e2e/",
+    "tests/dags/test_airflow_local.py",
+    "tests/dags/test_dag_integrity.py",
+    "tests/integration/test_references.py",
+    "tests/integration/test_samples.py",
+    "tests/integration/test_suites.py",
+)
+
+
+@pytest.hookimpl(optionalhook=True)   # the hook exists only with pytest-xdist
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object | None:
+    """--dist loadscope with SHARED_FIXTURE_MODULES as the only scopes wider than one test."""
+    if config.getvalue("dist") != "loadscope":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class SharedFixtureScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return next((m for m in SHARED_FIXTURE_MODULES if nodeid.startswith(m)), nodeid)
+
+    return SharedFixtureScheduling(config, log)
+
+
 @pytest.fixture(scope="session")
 def airflow_home() -> Path:
     """AIRFLOW_HOME of this test session (configured before Airflow was imported)."""
