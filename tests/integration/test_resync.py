@@ -7,8 +7,10 @@ from __future__ import annotations
 import bisect
 import random
 import uuid
+from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
+from typing import Iterator
 
 import psycopg
 import pytest
@@ -827,6 +829,26 @@ def tracking_triggers(conninfo: str) -> dict[str, tuple[str, str]]:
             " AND tgname LIKE 'dbsplit_track_%'")}
 
 
+@contextmanager
+def writer_role(pg_server_url: str, target: str) -> Iterator[str]:
+    """A login role that may read and write the target's tables but owns none and is no superuser."""
+    role = f"t_writer_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(pg_server_url, autocommit=True) as c:
+        c.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(role)))
+    try:
+        with psycopg.connect(target, autocommit=True) as c:
+            for grant in ("GRANT USAGE ON SCHEMA public, _dbsplit TO {r}",
+                          "GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public, _dbsplit TO {r}",
+                          "GRANT USAGE ON ALL SEQUENCES IN SCHEMA _dbsplit TO {r}"):
+                c.execute(sql.SQL(grant).format(r=sql.Identifier(role)))
+        yield role
+    finally:
+        with psycopg.connect(target, autocommit=True) as c:
+            c.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
+        with psycopg.connect(pg_server_url, autocommit=True) as c:
+            c.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
+
+
 def test_merge_switches_tracking_off_for_its_own_writes_only(items, pg_server_url: str) -> None:
     """The owner's merge turns the tracking triggers off inside its transaction only; a role that may
     write but not alter the table resyncs with the triggers on (quiet); either way a service's write
@@ -841,30 +863,46 @@ def test_merge_switches_tracking_off_for_its_own_writes_only(items, pg_server_ur
     assert r.upserted and r.deleted and rows(target, "items") == rows(source, "items")
     after = tracking_triggers(target)   # switched off and on again by the merge: enabled, new catalog rows
     assert {e for e, _ in after.values()} == {"O"} and all(after[n][1] != before[n][1] for n in before)
-    role = f"t_writer_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(pg_server_url, autocommit=True) as c:
-        c.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(role)))
-    try:
-        with psycopg.connect(target, autocommit=True) as c:
-            for grant in ("GRANT USAGE ON SCHEMA public, _dbsplit TO {r}",
-                          "GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public, _dbsplit TO {r}",
-                          "GRANT USAGE ON ALL SEQUENCES IN SCHEMA _dbsplit TO {r}"):
-                c.execute(sql.SQL(grant).format(r=sql.Identifier(role)))
+    with writer_role(pg_server_url, target) as role:
         change_items(source, 40_001, 4)
         r = sync(source, psycopg.conninfo.make_conninfo(target, user=role), table)
         assert r.upserted and r.deleted and rows(target, "items") == rows(source, "items")
         assert tracking_triggers(target) == after   # not its table to alter: left on, untouched
-    finally:
-        with psycopg.connect(target, autocommit=True) as c:
-            c.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
-        with psycopg.connect(pg_server_url, autocommit=True) as c:
-            c.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
     with psycopg.connect(target) as c:
         assert c.execute("SELECT count(*) FROM _dbsplit.target_changes").fetchone()[0] == 0
         c.execute("UPDATE items SET name = 'by the service' WHERE id = 3")
         c.commit()
         assert c.execute("SELECT count(*) FROM _dbsplit.target_changes").fetchone()[0] == 1
     assert sync(source, target, table).conflicts == ["3"]
+
+
+def test_merge_waits_for_an_autovacuum_briefly_where_its_role_may_say_so(items, pg_server_url: str, monkeypatch) -> None:
+    """The merge transaction lowers its deadlock_timeout (the wait after which the server cancels an
+    autovacuum holding a lock it needs) where its role may set it, for itself only; a role that may not
+    resyncs all the same with the server's."""
+    source, target = items
+    table = items_table()
+    sync(source, target, table)
+    seen: list[str] = []
+    switch = resync_module.resync_state.set_triggers_enabled
+
+    def recording(conn, rel, enabled):   # runs inside the merge transaction, right after its table lock
+        seen.append(conn.execute("SHOW deadlock_timeout").fetchone()[0])
+        return switch(conn, rel, enabled)
+
+    monkeypatch.setattr(resync_module.resync_state, "set_triggers_enabled", recording)
+    change_items(source, 50_001, 2)
+    assert sync(source, target, table).upserted
+    with psycopg.connect(target) as c:
+        default, default_ms = c.execute("SELECT current_setting('deadlock_timeout'), setting::int FROM pg_settings"
+                                        " WHERE name = 'deadlock_timeout'").fetchone()
+    assert seen and set(seen) == {"100ms" if default_ms > 100 else default}
+    seen.clear()
+    with writer_role(pg_server_url, target) as role:
+        change_items(source, 60_001, 2)
+        r = sync(source, psycopg.conninfo.make_conninfo(target, user=role), table)
+        assert r.upserted and rows(target, "items") == rows(source, "items")
+    assert seen and set(seen) == {default}
 
 
 @pytest.mark.parametrize("overlap", [True, False], ids=["diff-inside-merge", "diff-before-merge"])

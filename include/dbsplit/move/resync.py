@@ -370,6 +370,7 @@ def _merge(tgt: psycopg.Connection, runs: list[_Run], fks: list[sql.Composable],
         tgt.execute(sql.SQL("SELECT set_config({}, 'on', true)").format(sql.Literal(resync_state.SYNCING_SETTING)))
         if fks:
             tgt.execute(sql.SQL("SET CONSTRAINTS {} DEFERRED").format(sql.SQL(", ").join(fks)))
+        resync_state.yield_autovacuum_sooner(tgt)
         t = time.perf_counter()
         tgt.execute(sql.SQL("LOCK TABLE {} IN SHARE ROW EXCLUSIVE MODE").format(
             sql.SQL(", ").join(sorted((run.rel for run in runs), key=lambda r: r.as_string(tgt)))))

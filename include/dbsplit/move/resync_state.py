@@ -37,6 +37,7 @@ TRACKED_EVENTS = ("ins", "upd", "del", "trunc")   # trigger name suffixes
 SYNCING_SETTING = "dbsplit.syncing"
 _DDL_LOCK = 0x64627370   # advisory lock key ("dbsp") serialising this module's DDL across sessions
 RESYNC_LOCK_CLASS = 0x64627372   # advisory lock class of one table's resync (objid = table OID)
+AUTOVACUUM_YIELD_MS = 100        # deadlock_timeout of the merge transaction (see yield_autovacuum_sooner)
 
 _DDL = """
 CREATE SCHEMA IF NOT EXISTS _dbsplit;
@@ -186,6 +187,23 @@ def install_triggers(conn: psycopg.Connection, schema: str, table: str, key: Seq
         conn.execute(sql.SQL("CREATE TRIGGER {} AFTER {} ON {} {} FOR EACH STATEMENT "
                              "EXECUTE FUNCTION _dbsplit.record_target_change({})").format(
             sql.Identifier(TRIGGER_PREFIX + suffix), sql.SQL(event), rel, sql.SQL(referencing), args))
+
+
+def yield_autovacuum_sooner(conn: psycopg.Connection) -> bool:
+    """Inside the merge transaction, before it locks the tables: lower its deadlock_timeout to
+    AUTOVACUUM_YIELD_MS (never raise it). An autovacuum of a target table holds a lock the merge waits
+    for; the server cancels it when the waiter's deadlock check runs, after deadlock_timeout (1 s by
+    default, paid by a resync right after a load or a busy day). False, nothing changed, when the
+    session's role may not set it (a superuser's setting, or GRANT SET ON PARAMETER deadlock_timeout)."""
+    current = conn.execute("SELECT setting::int FROM pg_settings WHERE name = 'deadlock_timeout'").fetchone()[0]
+    if current <= AUTOVACUUM_YIELD_MS:
+        return True
+    try:
+        with conn.transaction():
+            conn.execute("SELECT set_config('deadlock_timeout', %s, true)", (f"{AUTOVACUUM_YIELD_MS}ms",))
+    except psycopg.errors.InsufficientPrivilege:
+        return False
+    return True
 
 
 def set_triggers_enabled(conn: psycopg.Connection, rel: sql.Composable, enabled: bool) -> bool:
