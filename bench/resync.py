@@ -1,6 +1,6 @@
 """Benchmark: incremental resync of 1% changed rows against a full load of the same table.
 
-    .venv/bin/python bench/resync.py [--rows 1000000] [--changes 0.01] [--repeat 3] [--transformed]
+    .venv/bin/python bench/resync.py [--rows 1000000] [--changes 0.01] [--repeat 3] [--transformed] [--checkpoint]
 
 Source table `events` (1M rows by default, 10 columns, about 200 bytes a row): bigint key, bigint,
 text, text, numeric(12,2), jsonb, boolean, nullable text, timestamptz and the watermark updated_at
@@ -18,12 +18,19 @@ text, text, numeric(12,2), jsonb, boolean, nullable text, timestamptz and the wa
    a few inserts and deletes, 1% of the rows in all by default), time resync_table, and check that the
    target equals the source (row fingerprints of the whole table on both sides). Round i stamps its
    changes at random times during hour i from now, as if resyncs ran hourly: otherwise the 5-minute
-   overlap would make each round re-read the whole round run seconds before it;
+   overlap would make each round re-read the whole round run seconds before it. With --checkpoint each
+   round starts (untimed) after a read of every source row (see settle) and a CHECKPOINT, as a nightly
+   resync does: the pages it changes were last written before the server's last checkpoint, so the
+   first change of each page writes it whole to the WAL. Without it, rounds seconds apart often fall
+   within one checkpoint cycle and skip that;
 4. a resync with no source change (writes nothing).
 
-Prints every time, the best and median resync, and resync / full load for each full load. With --transformed the same
-is run for a copy of the table whose key becomes a uuid_key UUID, one column renamed and one cast
-(the transformed path and a mapped key table). Server: $DBSPLIT_BENCH_PG_URL, else $DBSPLIT_PG_URL,
+Prints every time, the best and median resync, and resync / full load for each full load; also the WAL
+the server wrote during each full load and each resync (source and target share the server: the
+source's share during a resync is its hint bits, under 1 MB here) and how many of the target's heap
+pages hold the rows a round changed (1% of the rows spread uniformly lie on a third of the pages).
+With --transformed the same is run for a copy of the table whose key becomes a uuid_key UUID, one
+column renamed and one cast (the transformed path and a mapped key table). Server: $DBSPLIT_BENCH_PG_URL, else $DBSPLIT_PG_URL,
 else an embedded PostgreSQL 18 in a temporary directory.
 """
 
@@ -76,6 +83,7 @@ COLUMNS = [("id", "bigint", True), ("account_id", "bigint", True), ("kind", "tex
            ("note", "text", False), ("created_at", "timestamp with time zone", True),
            ("updated_at", "timestamp with time zone", True)]
 NS = uuid.uuid5(uuid.NAMESPACE_URL, "dbsplit:bench")
+MB = 1024 * 1024
 ROUND = 0   # rounds count on across runs: round i's changes happen in hour i (see change())
 
 
@@ -172,8 +180,36 @@ def full_load_transformed(src: str, dst: str, chunk: int = 100_000) -> float:
         return time.perf_counter() - t0
 
 
+def wal_position(conninfo: str) -> int:
+    """The server's current WAL write position, in bytes."""
+    with psycopg.connect(conninfo, autocommit=True) as c:
+        return int(c.execute("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')").fetchone()[0])
+
+
+def pages_holding(conninfo: str, table: str, key: str, ids: list[int]) -> tuple[int, int]:
+    """(heap pages of table holding rows with these keys, heap pages of the table)."""
+    with psycopg.connect(conninfo, autocommit=True) as c:
+        held = c.execute(sql.SQL("SELECT count(DISTINCT (ctid::text::point)[0]) FROM {} WHERE {}::text = ANY(%s)").format(
+            sql.Identifier(table), sql.Identifier(key)), ([str(i) for i in ids],)).fetchone()[0]
+        total = c.execute("SELECT pg_relation_size(%s) / current_setting('block_size')::int",
+                          (table,)).fetchone()[0]
+        return held, total
+
+
+def settle(src: str) -> None:
+    """Read every source row by a sequential and by a key-index scan, as the monolith's own readers do
+    between resyncs: their hint bits are set then, not by the resync (with data checksums, each page's
+    first hint bits after a checkpoint are written to the WAL whole; source and target share the bench's
+    server and its WAL)."""
+    with psycopg.connect(src, autocommit=True) as c:
+        c.execute("SELECT count(title) FROM events")
+        c.execute("SET enable_seqscan = off")
+        c.execute("SELECT count(*) FROM events WHERE id > 0")
+
+
 def change(src: str, rows: int, fraction: float, round_no: int) -> dict[str, int]:
-    """Change `fraction` of the rows: 98% of the changes are updates, 1% inserts, 1% deletes."""
+    """Change `fraction` of the rows: 98% of the changes are updates, 1% inserts, 1% deletes. The keys
+    updated and deleted are returned under "ids"."""
     n = max(3, int(rows * fraction))
     inserts = deletes = max(1, n // 100)
     updates = n - inserts - deletes
@@ -185,15 +221,16 @@ def change(src: str, rows: int, fraction: float, round_no: int) -> dict[str, int
         # a sample of about 1.5 times the rows wanted, then a random choice among them: a plain LIMIT would
         # take the first rows of the sample in physical order and so change the first pages only
         updated = c.execute("UPDATE events SET title = title || ' (edited)', amount = amount + 1, updated_at = " + later +
-                  " WHERE id IN (SELECT id FROM events TABLESAMPLE BERNOULLI (%s) REPEATABLE (%s) ORDER BY random() LIMIT %s)",
-                  (min(100.0, 150.0 * updates / rows), round_no, updates)).rowcount
+                  " WHERE id IN (SELECT id FROM events TABLESAMPLE BERNOULLI (%s) REPEATABLE (%s) ORDER BY random() LIMIT %s)"
+                  " RETURNING id", (min(100.0, 150.0 * updates / rows), round_no, updates)).fetchall()
         deleted = c.execute("DELETE FROM events WHERE id IN (SELECT id FROM events TABLESAMPLE BERNOULLI (%s) REPEATABLE (%s)"
-                  " WHERE updated_at < now() - interval '1 hour' ORDER BY random() LIMIT %s)",
-                  (min(100.0, 150.0 * deletes / rows), round_no + 1000, deletes)).rowcount
+                  " WHERE updated_at < now() - interval '1 hour' ORDER BY random() LIMIT %s) RETURNING id",
+                  (min(100.0, 150.0 * deletes / rows), round_no + 1000, deletes)).fetchall()
         top = c.execute("SELECT max(id) FROM events").fetchone()[0]
         c.execute("INSERT INTO events SELECT g, 1, 'buy', 'new ' || g, 1, NULL, true, NULL, clock_timestamp(), "
                   + later + " FROM generate_series(%s::bigint, %s::bigint) g", (top + 1, top + inserts))
-    return {"updates": updated, "inserts": inserts, "deletes": deleted}
+    return {"updates": len(updated), "inserts": inserts, "deletes": len(deleted),
+            "ids": [r[0] for r in updated + deleted]}
 
 
 def table_fingerprint(conninfo: str, table: str, columns: list[str]) -> tuple[int, str]:
@@ -206,33 +243,47 @@ def table_fingerprint(conninfo: str, table: str, columns: list[str]) -> tuple[in
 
 
 def run(label: str, src: str, dst: str, table, loads, rows: int, fraction: float, repeat: int,
-        check_equal: bool) -> None:
+        check_equal: bool, checkpoint: bool = False) -> None:
     """loads: (name, function) of full loads to time, twice each; the last one populates the resync target."""
     from dbsplit.move.resync import install_change_tracking, resync_table
 
     fulls: dict[str, float] = {}
+    full_wal: dict[str, int] = {}
     for load_name, load in loads:
-        secs = [load(src, dst) for _ in range(2)]
-        fulls[load_name] = min(secs)
+        secs, wal = [], []
+        for _ in range(2):
+            at = wal_position(dst)
+            secs.append(load(src, dst))
+            wal.append(wal_position(dst) - at)
+        fulls[load_name], full_wal[load_name] = min(secs), min(wal)
         print(f"[{label}] full load, {load_name}: {' / '.join(f'{s:.2f} s' for s in secs)}"
-              f"  ({rows / min(secs):,.0f} rows/s)", flush=True)
+              f"  ({rows / min(secs):,.0f} rows/s; WAL {min(wal) / MB:,.0f} MB)", flush=True)
     install_change_tracking(dst, table)
     first = resync_table(src, dst, table, namespace=NS, salt=None, run_id="bench-0")
     print(f"[{label}] first resync (builds the key table, once per promotion): {first.seconds:.2f} s, "
           f"{first.upserted} upserted, {first.deleted} deleted", flush=True)
-    times = []
+    times, wals = [], []
     for _ in range(repeat):
         global ROUND
         ROUND += 1
         i = ROUND
         counts = change(src, rows, fraction, i)
+        ids = counts.pop("ids")
+        held, pages = pages_holding(dst, table.target_table, "id", ids) if table.passthrough else (None, None)
+        if checkpoint:
+            settle(src)
+            with psycopg.connect(dst, autocommit=True) as c:
+                c.execute("CHECKPOINT")
+        at = wal_position(dst)
         r = resync_table(src, dst, table, namespace=NS, salt=None, run_id=f"bench-{i}",
                          overlap=timedelta(minutes=5))
+        wals.append(wal_position(dst) - at)
         times.append(r.seconds)
         steps = " ".join(f"{k}={v:.3f}" for k, v in r.steps.items())
+        where = f"; the changed rows were on {held:,} of the target's {pages:,} heap pages" if held is not None else ""
         print(f"[{label}] round {i}: changed {counts}; resync {r.seconds:.3f} s: {r.upserted} upserted "
-              f"({r.inserted} new), {r.deleted} deleted, read {r.read_rows}; diff {r.diff}\n      steps: {steps}",
-              flush=True)
+              f"({r.inserted} new), {r.deleted} deleted, read {r.read_rows}; WAL {wals[-1] / MB:.0f} MB{where};"
+              f" diff {r.diff}\n      steps: {steps}", flush=True)
         expect_up = counts["updates"] + counts["inserts"]
         if r.upserted != expect_up or r.deleted != counts["deletes"]:
             print(f"[{label}]   !! expected {expect_up} upserted and {counts['deletes']} deleted", flush=True)
@@ -250,6 +301,9 @@ def run(label: str, src: str, dst: str, table, loads, rows: int, fraction: float
     for load_name, full in fulls.items():
         print(f"[{label}]   full load ({load_name}, best of 2) {full:.2f} s: resync = {best / full:.1%} (best) / "
               f"{med / full:.1%} (median) of it", flush=True)
+    wal_med = statistics.median(wals)
+    print(f"[{label}]   WAL: resync median {wal_med / MB:.0f} MB = "
+          + ", ".join(f"{wal_med / w:.0%} of the {n}'s {w / MB:.0f} MB" for n, w in full_wal.items() if w), flush=True)
     print(flush=True)
 
 
@@ -259,6 +313,8 @@ def main() -> None:
     ap.add_argument("--changes", type=float, default=0.01, help="fraction of rows changed per round")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--transformed", action="store_true", help="also the uuid_key table (transformed path)")
+    ap.add_argument("--checkpoint", action="store_true",
+                    help="a CHECKPOINT before each round (untimed), as before any resync hours after the last write")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="dbsplit-bench-") as tmp:
         server, pgdata = server_url(Path(tmp))
@@ -268,11 +324,11 @@ def main() -> None:
                 print(f"server: {c.info.parameter_status('server_version')}; {args.rows:,} rows", flush=True)
             run("pass-through", src, dst, passthrough_table(),
                 [("raw binary COPY", full_load_raw), ("dbsplit pass-through load", full_load_dbsplit)], args.rows,
-                args.changes, args.repeat, True)
+                args.changes, args.repeat, True, args.checkpoint)
             if args.transformed:
                 run("uuid_key, transformed", src, dst, transformed_table(),
                     [("raw binary COPY", full_load_raw), ("transformed path", full_load_transformed)],
-                    args.rows, args.changes, args.repeat, False)
+                    args.rows, args.changes, args.repeat, False, args.checkpoint)
         finally:
             if pgdata is not None:
                 from dbsplit import embedded
