@@ -33,15 +33,17 @@ def build_dags(plan_paths: list[Path] | None = None) -> dict[str, object]:
 
 
 def render_all(plan, plan_path: str) -> dict[str, object]:
-    """The migrate DAG of every service, the orchestrator and the unfreeze DAG of one plan."""
+    """The migrate and resync DAGs of every service, the orchestrator, and the unfreeze and end-dual-write
+    DAGs of one plan."""
     from dbsplit.plan.order import migration_levels
-    from dbsplit.render import render_orchestrator, render_plan, render_resync_dag, render_unfreeze
+    from dbsplit.render import render_end_dual_write, render_orchestrator, render_plan, render_resync_dag, render_unfreeze
     from dbsplit.specs import service_specs
 
     specs = service_specs(plan, plan_path)
     dags = render_plan(specs)
     dags["dbsplit_orchestrator"] = render_orchestrator(specs, migration_levels(plan))
     dags["dbsplit_unfreeze"] = render_unfreeze(plan.name, plan_path, list(plan.services))
+    dags["dbsplit_end_dual_write"] = render_end_dual_write(plan.name, plan_path, list(plan.services))
     for spec in specs:
         dag = render_resync_dag(spec, plan.services[spec.service].resync.schedule)
         dags[dag.dag_id] = dag

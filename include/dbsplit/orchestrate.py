@@ -1,5 +1,6 @@
 """What the orchestrator's phase tasks do at run time: preflight, backup, provision, cross-service
-validation, cut-over (freeze, final sync) and rollback. The service pipelines themselves run
+validation, cut-over (freeze, final sync), rollback, and the end of the dual-write period (tracking
+removed from cut-over tables). The service pipelines themselves run
 runtime.py's functions.
 
 Every function takes the JSON-able orchestrator descriptor built by render.py; what a phase did is
@@ -16,7 +17,7 @@ from typing import Any
 import psycopg
 
 from dbsplit import conn, provision, staging
-from dbsplit.errors import DataCheckFailed
+from dbsplit.errors import DataCheckFailed, DbsplitError
 from dbsplit.move import copy
 from dbsplit.plan import Plan, load_plan
 from dbsplit.resolve import resolve_service
@@ -227,6 +228,36 @@ def mark_cut_over(orch: dict[str, Any], services: list[str], service: str, run_i
     with psycopg.connect(_target(plan, service), autocommit=True) as tgt:
         resync_state.mark_cut_over(tgt, names, run_id)
     return {"service": service, "cut_over": names}
+
+
+def end_dual_write(orch: dict[str, Any], services: list[str]) -> dict[str, Any]:
+    """After a cut-over, once it is final: the services' tables are no longer tracked for the resync
+    (the triggers that log every service write, the change log, key tables and sync state dropped;
+    nothing reads them once the service database is the system of record). _dbsplit.cut_over stays,
+    so a resync or a migration still refuses those tables. A service whose tables were not all cut
+    over is refused, before anything of any service is changed: its resync still needs them."""
+    from dbsplit.move import resync_state
+    from dbsplit.move.resync import remove_change_tracking
+
+    plan = _plan(orch)
+    tables = _tables(orch, services)
+    names = {s: [f"{t.target_schema}.{t.target_table}" for t in ts] for s, ts in tables.items()}
+    not_cut: list[str] = []
+    for service, wanted in names.items():
+        with psycopg.connect(_target(plan, service), autocommit=True) as tgt:
+            done = resync_state.cut_over(tgt, wanted)
+        not_cut += [f"{service}: {n}" for n in wanted if n not in done]
+    if not_cut:
+        raise DbsplitError(
+            f"plan {orch['plan_path']}: the dual-write period of a service ends after its cut-over; not cut over: "
+            f"{', '.join(not_cut)} (nothing was changed). Fix: cut the service over first (dbsplit_orchestrator "
+            "with cut_over), or leave it out of the `services` parameter.")
+    for service, ts in tables.items():
+        target = _target(plan, service)
+        for table in ts:
+            remove_change_tracking(target, table)
+        log.info("%s: change tracking removed from %s", service, ", ".join(names[service]))
+    return {"ended": names}
 
 
 def unfreeze_source(orch: dict[str, Any], tables: list[list[str]] | None = None) -> dict[str, Any]:

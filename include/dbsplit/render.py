@@ -319,6 +319,13 @@ def orchestrator_descriptor(plan_name: str, plan_path: str, services: list[str])
     return {"plan": plan_name, "plan_path": plan_path, "services": services}
 
 
+def _services_param(services: list[str], description: str) -> Any:
+    """A trigger-form parameter: some of these services, all by default."""
+    from airflow.sdk import Param
+
+    return Param(list(services), type="array", items={"type": "string", "enum": list(services)}, description=description)
+
+
 def render_orchestrator(specs: list[ServiceDagSpec], levels: list[list[str]], dag_id: str = "dbsplit_orchestrator") -> DAG:
     """The parent DAG: preflight, backup, provision, migrate (levels in dependency order), cross-service
     validation, optional cut-over; any failure runs the rollback, which fails the run with the reason."""
@@ -332,8 +339,7 @@ def render_orchestrator(specs: list[ServiceDagSpec], levels: list[list[str]], da
         tags=["dbsplit", f"plan:{specs[0].plan_name}", "orchestrator"],
         default_args={"retries": specs[0].retries, "retry_delay": timedelta(seconds=30)},
         params={
-            "services": Param(list(by_name), type="array", items={"type": "string", "enum": list(by_name)},
-                              description="Services to migrate (default: all)."),
+            "services": _services_param(list(by_name), "Services to migrate (default: all)."),
             "dry_run": Param(False, type="boolean", description="Only run the preflight checks."),
             "chunk_rows": Param(None, type=["null", "integer"], minimum=1000,
                                 description="Override the plan's chunk size (rows per chunk)."),
@@ -393,6 +399,27 @@ def render_unfreeze(plan_name: str, plan_path: str, services: list[str], dag_id:
 def _unfreeze(orch: dict[str, Any]) -> dict[str, Any]:
     """Remove the write guards from every source table of the plan."""
     return _run("unfreeze_source", orch, module="orchestrate")
+
+
+def render_end_dual_write(plan_name: str, plan_path: str, services: list[str],
+                          dag_id: str = "dbsplit_end_dual_write") -> DAG:
+    """One task that ends the dual-write period of cut-over services: their resync tracking removed."""
+    orch = orchestrator_descriptor(plan_name, plan_path, services)
+    with DAG(dag_id=dag_id, schedule=None, start_date=START_DATE, catchup=False,
+             description=f"dbsplit plan {plan_name!r}: after a final cut-over, stop tracking service writes "
+                         "for the resync",
+             tags=["dbsplit", f"plan:{plan_name}"],
+             params={"services": _services_param(services, "Cut-over services whose resync tracking ends (default: all).")},
+             ) as dag:
+        _end_dual_write(orch)
+    return dag
+
+
+@task(task_id="end_dual_write")
+def _end_dual_write(orch: dict[str, Any]) -> dict[str, Any]:
+    """Drop the resync's change tracking (triggers, change log, key tables, sync state) of the selected
+    services' tables; refuses services not cut over."""
+    return _orch("end_dual_write", orch)
 
 
 # ----------------------------------------------------------------------------------------- resync

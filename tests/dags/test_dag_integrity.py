@@ -42,7 +42,14 @@ def test_no_import_errors(dagbag) -> None:
 def test_one_migrate_dag_per_service(dagbag) -> None:
     expected = {s.dag_id for s in service_specs(load_plan(DEFAULT_PLAN))}
     resync = {s.dag_id.replace("migrate", "resync") for s in service_specs(load_plan(DEFAULT_PLAN))}
-    assert set(dagbag.dag_ids) == expected | resync | {"dbsplit_orchestrator", "dbsplit_unfreeze"}
+    assert set(dagbag.dag_ids) == expected | resync | {"dbsplit_orchestrator", "dbsplit_unfreeze", "dbsplit_end_dual_write"}
+
+
+def test_end_dual_write_is_one_task_by_hand_for_chosen_services(dagbag) -> None:
+    dag = dagbag.dags["dbsplit_end_dual_write"]
+    assert type(dag.timetable).__name__ == "NullTimetable" and dag.task_ids == ["end_dual_write"]   # by hand only
+    services = list(load_plan(DEFAULT_PLAN).services)
+    assert dag.params["services"] == services
 
 
 def test_resync_dags_are_scheduled_nightly_without_catchup(dagbag) -> None:

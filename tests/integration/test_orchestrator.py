@@ -170,8 +170,15 @@ def test_cut_over_freezes_syncs_and_unfreeze_restores(make_db, tmp_path: Path, m
             conn.execute(INSERT_USER, (99_999_999, "x@example.com"))
         with pytest.raises(psycopg.errors.ObjectNotInPrerequisiteState, match="frozen for the migration"):
             conn.execute("UPDATE jobs SET title = title WHERE id = 1")
-    [unfreeze] = run_dags(["dbsplit_unfreeze"], home=tmp_path / "airflow", dags_folder=ROOT / "dags", env=env)
+    # the DAG that ends the dual-write period accepts cut-over services (what it removes:
+    # tests/integration/test_end_dual_write.py; jobboard's tables have no watermark, nothing tracks them)
+    unfreeze, ended = run_dags(["dbsplit_unfreeze", "dbsplit_end_dual_write"], home=tmp_path / "airflow",
+                               dags_folder=ROOT / "dags", env=env)
     assert unfreeze.state == "success", unfreeze.failed_tasks
+    assert ended.state == "success", ended.failed_tasks
+    for name in plan.services:
+        with psycopg.connect(targets[plan.services[name].target.conn_id]) as conn:
+            assert conn.execute("SELECT count(*) FROM _dbsplit.cut_over").fetchone()[0] == len(plan.services[name].tables)
     with psycopg.connect(source, autocommit=True) as conn:
         conn.execute("UPDATE users SET full_name = full_name WHERE id = 1")
 
