@@ -876,7 +876,7 @@ def test_merge_switches_tracking_off_for_its_own_writes_only(items, pg_server_ur
     assert sync(source, target, table).conflicts == ["3"]
 
 
-def test_merge_waits_for_an_autovacuum_briefly_where_its_role_may_say_so(items, pg_server_url: str, monkeypatch) -> None:
+def test_merge_waits_for_an_autovacuum_briefly_where_its_role_may_set_it(items, pg_server_url: str, monkeypatch) -> None:
     """The merge transaction lowers its deadlock_timeout (the wait after which the server cancels an
     autovacuum holding a lock it needs) where its role may set it, for itself only; a role that may not
     resyncs all the same with the server's."""
