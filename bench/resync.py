@@ -30,8 +30,8 @@ the server wrote during each full load and each resync (source and target share 
 source's share during a resync is its hint bits, under 1 MB here) and how many of the target's heap
 pages hold the rows a round changed (1% of the rows spread uniformly lie on a third of the pages).
 With --transformed the same is run for a copy of the table whose key becomes a uuid_key UUID, one
-column renamed and one cast (the transformed path and a mapped key table). Server: $DBSPLIT_BENCH_PG_URL, else $DBSPLIT_PG_URL,
-else an embedded PostgreSQL 18 in a temporary directory.
+column renamed and one cast (the transformed path and a mapped key table). Server:
+$DBSPLIT_BENCH_PG_URL, else $DBSPLIT_PG_URL, else an embedded PostgreSQL 18 in a temporary directory.
 """
 
 from __future__ import annotations
@@ -269,7 +269,7 @@ def run(label: str, src: str, dst: str, table, loads, rows: int, fraction: float
         i = ROUND
         counts = change(src, rows, fraction, i)
         ids = counts.pop("ids")
-        held, pages = pages_holding(dst, table.target_table, "id", ids) if table.passthrough else (None, None)
+        held, pages = pages_holding(dst, table.target_table, table.key[0], ids) if table.passthrough else (None, None)
         if checkpoint:
             settle(src)
             with psycopg.connect(dst, autocommit=True) as c:

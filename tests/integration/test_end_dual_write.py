@@ -14,7 +14,6 @@ from dbsplit.render import service_descriptor
 from dbsplit.samples import create_sample
 from dbsplit.specs import service_specs
 from tests.integration import test_checkpoint as checkpoint
-from tests.integration.test_checkpoint import load_all
 
 pytestmark = pytest.mark.integration
 
@@ -57,7 +56,7 @@ def migrated(make_db, tmp_path, monkeypatch):
     services = {}
     for spec in service_specs(load_plan(plan_file), str(plan_file)):
         svc = services[spec.service] = service_descriptor(spec)
-        load_all(svc, "run1")
+        checkpoint.load_all(svc, "run1")
         runtime.validate(svc, svc["tables"][0]["target_table"], "run1")
         runtime.promote(svc)
         runtime.finish(svc, "run1")
