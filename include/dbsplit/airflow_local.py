@@ -147,6 +147,10 @@ def airflow_env(home: Path, dags_folder: Path, plugins_folder: Path | None = Non
         # A DAG file that imports heavy libraries (pandas, great_expectations) on a cold, small
         # machine can exceed the default 30 s parse timeout.
         "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": "120",
+        "AIRFLOW__DAG_PROCESSOR__DAG_FILE_PROCESSOR_TIMEOUT": "300",
+        # A task's calls to the Execution API time out after 5 s by default: on a busy 2-core machine
+        # (a load average of 10) the API server answers later than that and the task fails.
+        "AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT": "120",
         # INFO keeps the task logs ("[DAG TEST] starting task ...", task output, tracebacks).
         "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
         # Quieter (names are dotted prefixes, matched per component):

@@ -34,9 +34,12 @@ from dbsplit.localenv import PROJECT_ROOT, connection_env
 
 DAG_ID = "dbsplit_migrate_users"
 SAMPLE_ROWS = 5_000  # the whole jobboard monolith; the users service gets a few hundred rows
-START_TIMEOUT_S = 120
-PARSE_TIMEOUT_S = 90
-RUN_TIMEOUT_S = 150
+# Deadlines, not expected durations: every wait polls a condition and returns as soon as it holds.
+# They are generous because CI machines are sometimes busy (a load average of 10 on 2 cores).
+START_TIMEOUT_S = 600
+PARSE_TIMEOUT_S = 600
+RUN_TIMEOUT_S = 1200
+HTTP_TIMEOUT_S = 120
 
 
 def free_port() -> int:
@@ -64,7 +67,7 @@ class AirflowServer:
             import httpx
 
             r = httpx.post(f"{self.url}/auth/token", json={"username": self.username, "password": self.password},
-                           timeout=30)
+                           timeout=HTTP_TIMEOUT_S)
             assert r.status_code in (200, 201), f"POST /auth/token: {r.status_code} {r.text}"
             self._token = r.json()["access_token"]
         return self._token
@@ -74,7 +77,7 @@ class AirflowServer:
         import httpx
 
         headers = {"Authorization": f"Bearer {token or self.token()}", **kwargs.pop("headers", {})}
-        return httpx.request(method, f"{self.url}{path}", headers=headers, timeout=30, **kwargs)
+        return httpx.request(method, f"{self.url}{path}", headers=headers, timeout=HTTP_TIMEOUT_S, **kwargs)
 
     def wait_for_run(self, dag_id: str, run_id: str, timeout_s: float = RUN_TIMEOUT_S) -> str:
         """Poll the DAG run until it ends; returns its final state ("success" or "failed")."""
@@ -116,7 +119,7 @@ def _wait_healthy(url: str, proc: subprocess.Popen, log: Path, timeout_s: float)
         if proc.poll() is not None:
             raise RuntimeError(f"airflow standalone exited with code {proc.returncode}:\n{_tail(log)}")
         try:
-            r = httpx.get(f"{url}/api/v2/monitor/health", timeout=5)
+            r = httpx.get(f"{url}/api/v2/monitor/health", timeout=HTTP_TIMEOUT_S)
             body = r.json() if r.status_code == 200 else {}
             parts = {k: (v or {}).get("status") for k, v in body.items()}
             last = f"{r.status_code} {parts}"

@@ -22,6 +22,7 @@ pytestmark = pytest.mark.e2e
 DAG_ID = "dbsplit_migrate_search"
 TABLES = ["saved_searches", "search_history"]
 REPORTS = "/dbsplit-reports"
+HTTP_TIMEOUT_S = 120  # a deadline for a busy CI machine
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +40,7 @@ def run(airflow_server: Any) -> dict[str, Any]:
 
 
 def _get(server: Any, path: str, **headers: str) -> httpx.Response:
-    return httpx.get(f"{server.url}{path}", headers=headers, timeout=30, follow_redirects=False)
+    return httpx.get(f"{server.url}{path}", headers=headers, timeout=HTTP_TIMEOUT_S, follow_redirects=False)
 
 
 def _source_count(server: Any, table: str) -> int:
@@ -96,7 +97,7 @@ def test_report_page_without_a_token(airflow_server: Any, run: dict[str, Any]) -
         r = _get(server, run["page"], Authorization=f"Bearer {token}")
         assert r.status_code == 401, token
     # the UI's cookie is as good as the header
-    r = httpx.get(f"{server.url}{run['page']}", cookies={"_token": server.token()}, timeout=30)
+    r = httpx.get(f"{server.url}{run['page']}", cookies={"_token": server.token()}, timeout=HTTP_TIMEOUT_S)
     assert r.status_code == 200 and run["run_id"] in r.text
 
 

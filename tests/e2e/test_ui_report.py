@@ -30,11 +30,14 @@ CHROMIUM = os.environ.get("DBSPLIT_CHROMIUM") or shutil.which("chromium") or "/u
 # Headless flags that avoid network calls which are blocked here (see shared STACK-FACTS).
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-TIMEOUT_MS = 30_000
+# Deadlines for a busy CI machine (every wait returns as soon as its condition holds); Playwright's
+# `expect` has its own default of 5 s, set below.
+TIMEOUT_MS = 180_000
 
 sync_api = pytest.importorskip(
     "playwright.sync_api",
     reason="Playwright for Python is not installed (pip install playwright; the browser is Debian's chromium)")
+sync_api.expect.set_options(timeout=TIMEOUT_MS)
 if not Path(CHROMIUM).exists():
     pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium)", allow_module_level=True)
 
@@ -64,7 +67,7 @@ def _source_count(server: AirflowServer, table: str) -> int:
         return conn.execute(f"SELECT count(*) FROM public.{table}").fetchone()[0]
 
 
-def _wait(predicate, timeout_s: float = 30, what: str = "condition") -> None:
+def _wait(predicate, timeout_s: float = TIMEOUT_MS / 1000, what: str = "condition") -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if predicate():
