@@ -154,7 +154,8 @@ def checked(kind: Kind, text: str) -> str:
     """text, stripped, when it is one fragment of this kind; else SqlFragmentError (for run time)."""
     why = problem(kind, text)
     if why:
-        raise SqlFragmentError(f"the plan's {kind} {_show(text)} was refused: {why}. Fix: {FIXES[kind]}.")
+        what = kind if _show(text) in why else f"{kind} {_show(text)}"
+        raise SqlFragmentError(f"the plan's {what} was refused: {why}. Fix: {FIXES[kind]}.")
     return text.strip()
 
 
