@@ -85,7 +85,10 @@ def problem(kind: Kind, text: str) -> str | None:
         return f"{_show(text)} is not one {_WHAT[kind]} (it has clauses, several values or something before it)"
     if "name" in target:
         return f"{_show(text)} is not one {_WHAT[kind]} (it ends with an alias, `{target['name']}`)"
-    return _type_problem(text, target["val"]) if kind == "type" else _expression_problem(target["val"])
+    if kind == "type":
+        return _type_problem(text, target["val"])
+    why = _expression_problem(target["val"])
+    return f"{_show(text)} {why}" if why else None
 
 
 def _one_target(stmt: dict[str, Any]) -> dict[str, Any] | None:
@@ -116,16 +119,16 @@ def _nodes(tree: Any) -> Iterator[tuple[str, dict[str, Any]]]:
 def _expression_problem(expr: dict[str, Any]) -> str | None:
     """Why this expression may not run in the source: a write, a row lock or a denied function."""
     if any("A_Star" in field for field in (expr.get("ColumnRef") or {}).get("fields", ())):
-        return "`*` is not an expression"
+        return "is not an expression"
     for kind, node in _nodes(expr):
         if kind in _WRITES:
-            return f"it holds an {_WRITES[kind]} (data-modifying statements are not allowed, not even in a subquery)"
+            return f"holds {_WRITES[kind]}, which writes (not allowed, not even in a subquery)"
         if kind == "LockingClause":
-            return "it locks rows (FOR UPDATE/SHARE is not allowed, not even in a subquery)"
+            return "locks rows (FOR UPDATE/SHARE is not allowed, not even in a subquery)"
         if kind == "FuncCall":
             name = str((node.get("funcname") or [{}])[-1].get("String", {}).get("sval", "")).lower()
             if name in _DENIED or name.startswith(_DENIED_PREFIXES):
-                return f"it calls {name}(), which acts outside the query (not allowed in a plan)"
+                return f"calls {name}(), which acts outside the query (not allowed in a plan)"
     return None
 
 
@@ -133,7 +136,8 @@ def _type_problem(text: str, expr: dict[str, Any]) -> str | None:
     """Why `NULL::<text>` is not a bare NULL cast to one plain type name (no SETOF, %TYPE, COLLATE...)."""
     cast = expr.get("TypeCast") or {}
     arg, type_name = cast.get("arg") or {}, cast.get("typeName") or {}
-    if set(arg) != {"A_Const"} or arg["A_Const"].get("isnull") is not True or set(cast) - {"arg", "typeName", "location"}:
+    null = set(arg) == {"A_Const"} and arg["A_Const"].get("isnull") is True
+    if set(cast) - {"arg", "typeName", "location"} or not null:
         return f"{_show(text)} is not one type name"
     if set(type_name) - _TYPE_KEYS or type_name.get("location") != len(_PREFIX["type"]):
         return f"{_show(text)} is not one plain type name (SETOF and %TYPE are not allowed)"
