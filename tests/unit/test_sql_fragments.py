@@ -136,6 +136,8 @@ def test_the_parser_refuses_what_only_the_text_would_hide() -> None:
     assert problem("filter", "query_to_xml('select 1', true, true, '') IS NOT NULL") is not None
     assert problem("filter", "dblink_exec('x', 'DROP TABLE t') = ''") is not None
     assert problem("type", "int::text") is not None and problem("type", "users.id%TYPE") is not None
+    assert problem("filter", "NOT " * 2000 + "true") is not None   # too deep to walk: refused, not a crash
+    assert problem("filter", "a = '\ud800'") is not None              # not UTF-8: refused, not a crash
     assert problem("type", "int[]") is None and problem("default", "'a' || 'b'") is None
 
 

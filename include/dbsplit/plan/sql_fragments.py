@@ -74,6 +74,10 @@ def problem(kind: Kind, text: str) -> str | None:
         stmts = json.loads(parse_sql_json(query))["stmts"]
     except ParseError as exc:
         return f"{_show(text)} is not valid SQL ({exc.args[0]})"
+    except UnicodeEncodeError:
+        return f"{_show(text)} is not valid text (it holds an unpaired surrogate)"
+    except RecursionError:
+        return f"{_show(text)} is nested too deeply"
     if "SQL_COMMENT" in tokens or "C_COMMENT" in tokens:
         return f"{_show(text)} holds a comment"
     if "ASCII_59" in tokens or len(stmts) != 1:
