@@ -43,13 +43,14 @@ _PREFIX: dict[Kind, str] = {"filter": "SELECT ", "default": "SELECT ", "type": "
 # servers, large objects, statistics, index maintenance), or that run SQL given as text. Compared
 # lower-case, by the function's own name (any schema).
 _DENIED = frozenset({
-    "set_config", "pg_terminate_backend", "pg_cancel_backend", "pg_reload_conf", "pg_rotate_logfile",
-    "pg_notify", "pg_stat_file", "pg_promote", "pg_import_system_collations", "pg_export_snapshot",
-    "nextval", "setval", "currval", "lastval", "txid_current", "pg_current_xact_id", "loread", "lowrite",
-    "ts_stat", "gin_clean_pending_list", "pg_truncate_visibility_map", "pg_prewarm",
+    "set_config", "pg_terminate_backend", "pg_cancel_backend", "pg_notify", "pg_stat_file", "pg_promote",
+    "pg_import_system_collations", "pg_export_snapshot", "nextval", "setval", "currval", "lastval",
+    "txid_current", "pg_current_xact_id", "loread", "lowrite", "ts_stat", "gin_clean_pending_list",
+    "pg_truncate_visibility_map", "pg_prewarm", "pg_stat_statements_reset",
 })
 _DENIED_PREFIXES = (
     "pg_sleep", "pg_advisory", "pg_try_advisory", "dblink", "lo_", "pg_read_", "pg_ls_", "pg_file_",
+    "pg_reload_conf", "pg_rotate_logfile", "pg_buffercache_evict",
     "pg_switch_", "pg_create_", "pg_drop_", "pg_copy_", "pg_replication_", "pg_logical_", "pg_wal_",
     "pg_backup_", "pg_start_backup", "pg_stop_backup", "pg_log_", "pg_stat_reset", "pg_restore_",
     "pg_clear_", "brin_", "query_to_xml", "cursor_to_xml", "table_to_xml", "schema_to_xml",
