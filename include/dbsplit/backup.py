@@ -37,7 +37,7 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from dbsplit.conn import dbname_of
+from dbsplit.conn import connect_source, dbname_of, read_only
 from dbsplit.errors import DbsplitError
 
 
@@ -130,7 +130,7 @@ def restore(backup: BackupFile, conninfo: str) -> None:
         for schema in sorted({s for s, _ in backup.tables}):
             conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
     tool = find_pg_tool("pg_restore", backup.pg_dump_major)
-    dsn, env = _dsn_env(conninfo, read_only=False)
+    dsn, env = _dsn_env(conninfo)
     _run([str(tool.path), "--no-owner", "--no-privileges", "--exit-on-error", "--single-transaction", "--no-password",
           f"--dbname={dsn}", str(backup.path)], env, f"restoring {backup.path} into {dbname_of(conninfo)!r}")
 
@@ -178,7 +178,7 @@ def _tool(path: Path) -> PgTool | None:
 
 
 def _dump(conninfo: str, tables: list[tuple[str, str]], out_dir: Path, lock_wait_timeout: str) -> BackupFile:
-    with psycopg.connect(conninfo, autocommit=True) as conn:  # catalog reads only
+    with connect_source(conninfo, autocommit=True) as conn:  # catalog reads only
         server_version = conn.info.server_version
         if tables:
             tables = _expand(conn, tables)
@@ -188,7 +188,7 @@ def _dump(conninfo: str, tables: list[tuple[str, str]], out_dir: Path, lock_wait
     name = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{dbname_of(conninfo)}-{stamp}-{uuid.uuid4().hex[:6]}-{kind}.dump")
     out_dir.mkdir(parents=True, exist_ok=True)
     path, partial = out_dir / name, out_dir / (name + ".partial")
-    dsn, env = _dsn_env(conninfo, read_only=True)
+    dsn, env = _dsn_env(read_only(conninfo))   # the dump's session, read only as every source session
     args = [str(tool.path), "--format=custom", f"--file={partial}", f"--lock-wait-timeout={lock_wait_timeout}",
             "--no-password", f"--dbname={dsn}"]
     if tables:
@@ -227,13 +227,11 @@ def _pattern(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def _dsn_env(conninfo: str, read_only: bool) -> tuple[str, dict[str, str]]:
+def _dsn_env(conninfo: str) -> tuple[str, dict[str, str]]:
     params, env = conninfo_to_dict(conninfo), os.environ.copy()
     password = params.pop("password", None)
     if password:
         env["PGPASSWORD"] = str(password)
-    if read_only:
-        params["options"] = f"{params.get('options') or ''} -c default_transaction_read_only=on".strip()
     return make_conninfo(**{k: str(v) for k, v in params.items() if v is not None}), env
 
 

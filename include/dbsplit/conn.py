@@ -8,15 +8,38 @@ variables built from a server URL.
 from __future__ import annotations
 
 import json
+import os
 from typing import Any
 from urllib.parse import quote
 
+import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from dbsplit.errors import ConnectionConfigError
 
 # libpq keys that may ride in an Airflow connection's extra field
 _LIBPQ_EXTRA_KEYS = {"sslmode", "sslrootcert", "sslcert", "sslkey", "connect_timeout", "options", "application_name"}
+
+
+# Options of every session dbsplit opens on the source: each transaction starts READ ONLY, and string
+# literals read as PostgreSQL's parser in the plan checker (pglast) reads them.
+SOURCE_OPTIONS = "-c default_transaction_read_only=on -c standard_conforming_strings=on"
+
+
+def read_only(conninfo: str) -> str:
+    """conninfo whose sessions take SOURCE_OPTIONS, after the options it (or $PGOPTIONS) already gives."""
+    params = conninfo_to_dict(conninfo)
+    given = params.get("options") or os.environ.get("PGOPTIONS")   # an `options` key would hide $PGOPTIONS
+    params["options"] = f"{given} {SOURCE_OPTIONS}" if given else SOURCE_OPTIONS
+    return make_conninfo(**params)
+
+
+def connect_source(conninfo: str, **kwargs: Any) -> psycopg.Connection:
+    """A session on the source (or any database dbsplit only reads) that no transaction can write from.
+
+    The one place such sessions are opened, except the cut-over's freeze and unfreeze (freeze.py),
+    which write to the source on purpose."""
+    return psycopg.connect(read_only(conninfo), **kwargs)
 
 
 def with_dbname(conninfo: str, dbname: str) -> str:

@@ -45,3 +45,7 @@ class RejectLimitExceeded(DbsplitError):
     def __init__(self, message: str, rejects: list) -> None:
         super().__init__(message)
         self.rejects = rejects
+
+
+class SqlFragmentError(DbsplitError):
+    """An SQL fragment of a plan (filter, default, type) is not exactly one expression or type name."""

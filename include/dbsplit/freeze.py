@@ -28,6 +28,7 @@ from datetime import datetime
 import psycopg
 from psycopg import sql
 
+from dbsplit.conn import connect_source
 from dbsplit.errors import DbsplitError
 
 GUARD_SCHEMA = "_dbsplit_guard"
@@ -92,7 +93,7 @@ def unfreeze(conninfo: str, tables: Sequence[tuple[str, str]], lock_timeout: str
 
 def is_frozen(conninfo: str, table: tuple[str, str]) -> bool:
     """Whether the table carries dbsplit's guard, enabled ALWAYS (a disabled or replica-only guard is no freeze)."""
-    with psycopg.connect(conninfo) as conn:
+    with connect_source(conninfo) as conn:
         found = _trigger(conn, *table)
         return found is not None and found[0] == "A"
 

@@ -28,7 +28,7 @@ from pathlib import Path
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from dbsplit.conn import with_dbname
+from dbsplit.conn import connect_source, with_dbname
 from dbsplit.ddl import MANAGED_COMMENT
 
 # (source schema, source table, target schema, target table, target conn_id)
@@ -121,12 +121,11 @@ def _connect(conn_id: str, conninfo: str, timeout: int, checks: list[Check] | No
     try:
         if "connect_timeout" not in conninfo_to_dict(conninfo):
             conninfo = make_conninfo(conninfo, connect_timeout=timeout)
-        conn = psycopg.connect(conninfo, autocommit=True, application_name="dbsplit-preflight")
+        conn = connect_source(conninfo, autocommit=True, application_name="dbsplit-preflight")  # never writes, anywhere
     except psycopg.OperationalError as exc:
         if checks is not None:
             checks.append(Check(f"connect {conn_id}", False, f"does not answer: {str(exc).strip()}"))
         return None
-    conn.execute("SET default_transaction_read_only = on")  # preflight never writes, anywhere
     if checks is not None:
         checks.append(Check(f"connect {conn_id}", True, f"{_v(conn.info.server_version)}, database "
                             f"{conn.info.dbname!r} as {conn.info.user!r}"))

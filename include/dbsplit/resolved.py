@@ -34,6 +34,16 @@ class ColumnMap:
     source: tuple[str, ...] = ()  # source column(s): one, or the key columns for uuid_key, none for default
     arg: str | None = None        # cast: unused (target_type says); uuid_ref: "schema.table"; default: SQL literal
 
+    def __post_init__(self) -> None:
+        """A cast's or an added column's type and a default are plan text spliced into SQL: each must
+        still be one type name or one expression (sql_fragments), whichever way this map was built."""
+        if self.op in ("cast", "default"):
+            from dbsplit.plan.sql_fragments import checked
+
+            checked("type", self.target_type)
+            if self.op == "default" and self.arg is not None:
+                checked("default", self.arg)
+
 
 @dataclass(frozen=True)
 class SoftReference:

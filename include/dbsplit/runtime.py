@@ -28,6 +28,7 @@ from dbsplit.reports import evidence
 from dbsplit.move import copy
 from dbsplit.validate import checksums
 from dbsplit.plan import Plan, load_plan
+from dbsplit.plan.sql_fragments import filter_sql
 from dbsplit.resolved import ResolvedTable
 from dbsplit.move.chunks import Chunk, chunk_where, plan_chunks as compute_chunks
 
@@ -188,11 +189,11 @@ def extract(service: dict[str, Any], chunk: dict[str, Any], run_id: str) -> dict
                   "source_checksum": checksums.stored(method, source_checksum.total)}
 
 
-def _and(where: sql.Composable | None, filter_sql: str | None) -> sql.Composable | None:
-    """The chunk condition ANDed with the plan's row filter (the plan author's SQL, by design)."""
-    if not filter_sql:
+def _and(where: sql.Composable | None, row_filter: str | None) -> sql.Composable | None:
+    """The chunk condition ANDed with the plan's row filter (one expression, once the parser accepted it)."""
+    if not row_filter:
         return where
-    flt = sql.SQL("({})").format(sql.SQL(filter_sql))
+    flt = filter_sql(row_filter)
     return flt if where is None else sql.SQL("{} AND {}").format(where, flt)
 
 

@@ -14,6 +14,8 @@ from typing import Any, Sequence
 import psycopg
 from psycopg import sql
 
+from dbsplit.plan.sql_fragments import filter_sql
+
 INTEGER_TYPES = {"smallint", "integer", "bigint"}
 
 
@@ -39,9 +41,9 @@ class Chunk:
                    tuple(hi) if hi is not None else None)
 
 
-def _from(schema: str, table: str, filter_sql: str | None) -> sql.Composable:
+def _from(schema: str, table: str, row_filter: str | None) -> sql.Composable:
     base = sql.SQL("FROM {}").format(sql.Identifier(schema, table))
-    return sql.SQL("{} WHERE ({})").format(base, sql.SQL(filter_sql)) if filter_sql else base
+    return sql.SQL("{} WHERE {}").format(base, filter_sql(row_filter)) if row_filter else base
 
 
 def _from_chunks(bounds: list[tuple[str, ...]], kind: str) -> list[Chunk]:
@@ -51,11 +53,11 @@ def _from_chunks(bounds: list[tuple[str, ...]], kind: str) -> list[Chunk]:
 
 
 def plan_chunks(conn: psycopg.Connection, schema: str, table: str, key: Sequence[str], key_types: Sequence[str],
-                chunk_rows: int, filter_sql: str | None = None) -> list[Chunk]:
+                chunk_rows: int, row_filter: str | None = None) -> list[Chunk]:
     """Split a table into chunks of about chunk_rows rows (the caller's transaction gives the snapshot)."""
     if not key:
         return _ctid_chunks(conn, schema, table, chunk_rows)
-    src = _from(schema, table, filter_sql)
+    src = _from(schema, table, row_filter)
     if len(key) == 1 and key_types[0] in INTEGER_TYPES:
         k = sql.Identifier(key[0])
         lo, hi, n = conn.execute(sql.SQL("SELECT min({k}), max({k}), count(*) {src}").format(k=k, src=src)).fetchone()

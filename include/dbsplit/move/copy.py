@@ -9,6 +9,8 @@ from typing import Any, Iterator, Sequence
 import psycopg
 from psycopg import IsolationLevel, generators, pq, sql
 
+from dbsplit.conn import connect_source
+
 BUFFER = 1 << 20
 JOIN_MESSAGES = 2048   # COPY TO messages (rows) joined per write
 
@@ -21,8 +23,9 @@ class CopyResult:
 
 
 def source_connection(conninfo: str) -> psycopg.Connection:
-    """A connection whose every transaction is READ ONLY and REPEATABLE READ (one snapshot per transaction)."""
-    conn = psycopg.connect(conninfo, application_name="dbsplit-extract")
+    """A source connection whose every transaction is READ ONLY (the session's default too, see
+    conn.connect_source) and REPEATABLE READ (one snapshot per transaction)."""
+    conn = connect_source(conninfo, application_name="dbsplit-extract")
     conn.read_only = True
     conn.isolation_level = IsolationLevel.REPEATABLE_READ
     return conn

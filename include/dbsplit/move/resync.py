@@ -64,6 +64,7 @@ from dbsplit.move import arrow_io, copy, resync_check, resync_diff, resync_state
 from dbsplit.move.resync_fetch import (ALLKEYS, ALLMAP, KEYHASH, KEYHASH_LATE, KEYSTAGE, STAGE, STAGE_LATE, Fetcher,
                                       KeySpec, key_spec, source_column_types, too_many_rejects)
 from dbsplit.move.resync_state import ChangeTrackingMissing
+from dbsplit.plan.sql_fragments import filter_sql
 from dbsplit.resolved import ResolvedTable
 
 log = logging.getLogger(__name__)
@@ -661,7 +662,7 @@ class _Run:
     def _source_side(self, conn: psycopg.Connection) -> resync_diff.KeySide:
         return resync_diff.KeySide(
             conn, sql.Identifier(self.table.source_schema, self.table.source_table), self.spec.source_cols,
-            self.spec.source_types, self.hash_sql, sql.SQL(self.table.filter) if self.table.filter else None)
+            self.spec.source_types, self.hash_sql, filter_sql(self.table.filter) if self.table.filter else None)
 
     def _start_source_root(self, source_conninfo: str, pool: ThreadPoolExecutor) -> None:
         """Start the source's level-0 summaries (one pass over every source key: the largest single cost of

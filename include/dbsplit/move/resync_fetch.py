@@ -31,6 +31,7 @@ from psycopg import sql
 from dbsplit.errors import DataCheckFailed, DbsplitError, RejectLimitExceeded
 from dbsplit.move import arrow_io, wire
 from dbsplit.move.copy import joined_messages
+from dbsplit.plan.sql_fragments import filter_sql
 from dbsplit.resolved import ColumnMap, ResolvedTable
 
 STAGE = "dbsplit_stage"
@@ -300,7 +301,7 @@ class Fetcher:
     def _filter_clause(self, where: sql.Composable | None) -> sql.Composable:
         parts = [sql.SQL("({})").format(where)] if where is not None else []
         if self.table.filter:
-            parts.append(sql.SQL("({})").format(sql.SQL(self.table.filter)))   # the plan author's SQL, by design
+            parts.append(filter_sql(self.table.filter))
         return sql.SQL(" WHERE ") + sql.SQL(" AND ").join(parts) if parts else sql.SQL("")
 
     def _chunks(self, where: sql.Composable | None) -> list[sql.Composable | None]:

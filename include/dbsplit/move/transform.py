@@ -70,6 +70,7 @@ from psycopg import sql
 
 from dbsplit.errors import DbsplitError, RejectLimitExceeded
 from dbsplit.move import arrow_io, wire
+from dbsplit.plan.sql_fragments import filter_sql
 from dbsplit.resolved import ColumnMap, ResolvedTable
 from dbsplit.validate import row_text
 
@@ -131,7 +132,7 @@ def _source_types(conn: psycopg.Connection, schema: str, table: str) -> dict[str
 def _where(where: sql.Composable | None, table: ResolvedTable) -> sql.Composable:
     parts = [sql.SQL("({})").format(where)] if where is not None else []
     if table.filter:
-        parts.append(sql.SQL("({})").format(sql.SQL(table.filter)))   # the plan author's SQL, by design
+        parts.append(filter_sql(table.filter))
     return sql.SQL(" WHERE ") + sql.SQL(" AND ").join(parts) if parts else sql.SQL("")
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import psycopg
 
 from dbsplit.catalog import TableInfo
+from dbsplit.conn import connect_source
 from dbsplit.errors import PlanProblem
 from dbsplit.plan.columns import clashes
 from dbsplit.plan.document import Issue, Loc, PlanDocument
@@ -28,7 +29,7 @@ class SourceCheck:
 def check_source(plan: Plan, doc: PlanDocument, conninfo: str, timeout_s: int = 5) -> SourceCheck:
     """Check the plan against the source catalog in a read-only transaction; skip when unreachable."""
     try:
-        conn = psycopg.connect(conninfo, connect_timeout=timeout_s)
+        conn = connect_source(conninfo, connect_timeout=timeout_s)
     except psycopg.Error as exc:
         reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
         return SourceCheck([], f"the source database is not reachable ({reason})")

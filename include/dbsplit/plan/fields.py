@@ -10,6 +10,8 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict
 from pydantic_core import PydanticCustomError
 
+from dbsplit.plan.sql_fragments import FIXES, Kind, problem
+
 PG_NAME_MAX = 63  # PostgreSQL truncates longer identifiers (NAMEDATALEN - 1)
 
 
@@ -87,6 +89,17 @@ def _not_bare_word(value: str) -> str:
     return value
 
 
+def _sql_fragment(kind: Kind) -> AfterValidator:
+    """One expression (filter, default) or one type name, as PostgreSQL's parser reads it (sql_fragments.py)."""
+
+    def check(value: str) -> str:
+        if message := problem(kind, value):
+            raise fail(message, FIXES[kind])
+        return value.strip()
+
+    return AfterValidator(check)
+
+
 PgName = Annotated[str, AfterValidator(_pg_name)]
 ConnId = Annotated[str, _pattern(
     r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,249}", "a valid connection id",
@@ -104,18 +117,15 @@ RefTarget = Annotated[str, _pattern(
 CustomRef = Annotated[str, _pattern(
     r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*", "of the form `package.module:function`",
     "name an importable function as `package.module:function`, e.g. `mypkg.transforms:normalise`")]
-TypeText = Annotated[str, _pattern(
-    r"[^;]{1,200}", "a PostgreSQL type",
-    "give a PostgreSQL type such as integer, text, numeric(10,2) or timestamptz")]
-SqlText = Annotated[str, _pattern(
-    r"(?s).*\S.*", "an SQL expression", "give an SQL predicate, e.g. `deleted_at IS NULL`")]
+TypeText = Annotated[str, _sql_fragment("type")]
+SqlText = Annotated[str, _sql_fragment("filter")]
 JsonPath = Annotated[str, _pattern(
     r"(?!/)(?!.*(^|/)\.\.(/|$)).+\.json", "a relative path of a .json file",
     "give the suite's path relative to the repository root, e.g. `expectations/users/users.json`")]
 Schedule = Annotated[str, _pattern(
     r"@(once|continuous|hourly|daily|weekly|monthly|quarterly|yearly|annually)|\S+(\s+\S+){4}", "a cron schedule",
     'write five cron fields such as "0 2 * * *", a preset such as @daily, or null to resync only on demand')]
-SqlLiteral = Annotated[str, BeforeValidator(_sql_literal), AfterValidator(_not_bare_word)]
+SqlLiteral = Annotated[str, BeforeValidator(_sql_literal), AfterValidator(_not_bare_word), _sql_fragment("default")]
 
 __all__ = [
     "ConnId", "CustomRef", "JsonPath", "PgName", "PlanName", "RefTarget", "Schedule", "ServiceName",

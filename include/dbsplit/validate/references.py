@@ -38,6 +38,7 @@ from typing import Any
 import psycopg
 from psycopg import IsolationLevel, sql
 
+from dbsplit.conn import connect_source
 from dbsplit.errors import DataCheckFailed
 
 log = logging.getLogger(__name__)
@@ -185,7 +186,7 @@ def reference_outcome(result: ReferenceResult, reference: Any) -> dict[str, Any]
 @contextmanager
 def _reader(conninfo: str, application_name: str) -> Iterator[psycopg.Connection]:
     """A connection whose transactions are READ ONLY and REPEATABLE READ, with portable text output."""
-    conn = psycopg.connect(conninfo, autocommit=True, application_name=application_name)
+    conn = connect_source(conninfo, autocommit=True, application_name=application_name)
     try:
         for name, value in _TEXT_SETTINGS.items():
             conn.execute("SELECT pg_catalog.set_config(%s, %s, false)", (name, value))
