@@ -59,7 +59,7 @@ def service_role(target_conn_id: str) -> tuple[str, str | None] | None:
 
     try:
         c = BaseHook.get_connection(f"{target_conn_id}_role")
-    except Exception:  # not defined: no role to manage for this service
+    except Exception:  # noqa: BLE001  (not defined: no role to manage for this service)
         return None
     return (c.login, c.password) if c.login else None
 

@@ -82,7 +82,7 @@ def ensure_schema(conninfo: str, schema: str, owner: str | None = None) -> bool:
 
 def ensure_service_role(admin_conninfo: str, database: str, role: str, password: str | None,
                         schemas: Sequence[str]) -> ProvisionResult:
-    """Create (or check) the service's role and database, restrict CONNECT, give the role its schemas.
+    """Create (or check) the service's role and database, restrict CONNECT, grant the role its schemas' tables.
 
     admin_conninfo: a superuser (or a CREATEROLE + CREATEDB user that may SET ROLE to the service role)
     on the target server, any database. password None leaves the role without (or with its current) one.

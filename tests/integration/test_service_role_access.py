@@ -13,9 +13,6 @@ from collections.abc import Iterator
 
 import psycopg
 import pytest
-from psycopg import sql
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
-
 from dbsplit import orchestrate, runtime
 from dbsplit.conn import airflow_conn_env, dbname_of
 from dbsplit.plan import load_plan
@@ -24,6 +21,9 @@ from dbsplit.render import service_descriptor
 from dbsplit.samples import create_sample
 from dbsplit.specs import service_specs
 from dbsplit.staging import side_name
+from psycopg import sql
+from psycopg.conninfo import make_conninfo
+
 from tests.integration import test_checkpoint as checkpoint
 from tests.integration import test_end_dual_write as dual
 
@@ -48,6 +48,7 @@ def roles(pg_server_url: str) -> Iterator[dict[str, tuple[str, str]]]:
                 "r.oid = s.refobjid LEFT JOIN pg_database d ON d.oid = s.dbid WHERE r.rolname = %s", (role,))]
         for db in dbs:
             with psycopg.connect(make_conninfo(pg_server_url, dbname=db), autocommit=True) as conn:
+                conn.execute(sql.SQL("REASSIGN OWNED BY {} TO CURRENT_USER").format(sql.Identifier(role)))
                 conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
         with psycopg.connect(pg_server_url, autocommit=True) as conn:
             conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
@@ -171,8 +172,8 @@ def test_service_role_uses_its_tables_after_promotion_resync_and_publish(provisi
 
     revoke_all(users, role, password, "users")
     out = orchestrate.mark_cut_over(orch, list(SERVICES), "users", "cutover-run")   # the publish step
-    assert f"granted SELECT, INSERT, UPDATE, DELETE on table public.users to {role}" in out["granted"]
     assert_role_works(users, role, password, ["users"])
+    assert f"granted SELECT, INSERT, UPDATE, DELETE on table public.users to {role}" in out["granted"]
 
 
 def test_preflight_warns_when_a_service_role_can_connect_to_the_monolith(make_db, roles, pg_server_url) -> None:
