@@ -16,7 +16,7 @@ from typing import Any
 
 import psycopg
 
-from dbsplit import conn, provision, staging
+from dbsplit import access, conn, provision, staging
 from dbsplit.errors import DataCheckFailed, DbsplitError
 from dbsplit.move import copy
 from dbsplit.plan import Plan, load_plan
@@ -56,7 +56,9 @@ def preflight(orch: dict[str, Any], services: list[str]) -> dict[str, Any]:
     targets = {plan.services[s].target.conn_id: _target(plan, s) for s in services}
     routes = [(t.source_schema, t.source_table, t.target_schema, t.target_table, plan.services[s].target.conn_id)
               for s, ts in tables.items() for t in ts]
-    report = run_checks(conn.resolve(plan.source.conn_id), targets, routes)
+    roles = {r[0]: plan.services[s].target.conn_id for s in services
+             if (r := access.service_role(plan.services[s].target.conn_id)) is not None}
+    report = run_checks(conn.resolve(plan.source.conn_id), targets, routes, roles=roles)
     log.info("preflight:\n%s", report)
     if not report.ok:
         raise DataCheckFailed("preflight failed: " + "; ".join(f"{c.name}: {c.detail}" for c in report.failures))
@@ -128,7 +130,7 @@ def provision_targets(orch: dict[str, Any], services: list[str]) -> dict[str, An
         svc = plan.services[s]
         created_db = provision.ensure_database(target)
         provision.ensure_schema(target, svc.target.schema_)
-        role = _role_connection(f"{svc.target.conn_id}_role")
+        role = access.service_role(svc.target.conn_id)
         result = None
         if role is not None:
             result = provision.ensure_service_role(target, conn.dbname_of(target), role[0], role[1], [svc.target.schema_])
@@ -136,16 +138,6 @@ def provision_targets(orch: dict[str, Any], services: list[str]) -> dict[str, An
                    "role": role[0] if role else None, "created_role": bool(result and result.created_role)}
     log.info("provisioned: %s", done)
     return done
-
-
-def _role_connection(conn_id: str) -> tuple[str, str | None] | None:
-    from airflow.sdk import BaseHook
-
-    try:
-        c = BaseHook.get_connection(conn_id)
-    except Exception:  # not defined: no role to manage for this service
-        return None
-    return (c.login, c.password) if c.login else None
 
 
 def cross_validate(orch: dict[str, Any], services: list[str]) -> dict[str, Any]:
@@ -209,6 +201,8 @@ def final_sync(orch: dict[str, Any], services: list[str], run_id: str) -> dict[s
         finally:
             for table in only_now:   # no resync DAG keeps it current: nothing would read its change log
                 remove_change_tracking(target, table)
+        access.grant_service(target, plan.services[service].target.conn_id,
+                             [(t.target_schema, t.target_table) for t in resolved])
         done[service] = {name: {"upserted": r.upserted, "deleted": r.deleted, "conflicts": len(r.conflicts)}
                          for name, r in results.items()}
         log.info("final sync of %s: %s", service, done[service])
@@ -224,10 +218,13 @@ def mark_cut_over(orch: dict[str, Any], services: list[str], service: str, run_i
     from dbsplit.move import resync_state
 
     plan = _plan(orch)
-    names = [f"{t.target_schema}.{t.target_table}" for t in _tables(orch, [service])[service]]
+    tables = [(t.target_schema, t.target_table) for t in _tables(orch, [service])[service]]
+    names = [f"{s}.{t}" for s, t in tables]
     with psycopg.connect(_target(plan, service), autocommit=True) as tgt:
         resync_state.mark_cut_over(tgt, names, run_id)
-    return {"service": service, "cut_over": names}
+    # the service's database is the system of record from now on: its role can use every table
+    granted = access.grant_service(_target(plan, service), plan.services[service].target.conn_id, tables)
+    return {"service": service, "cut_over": names, "granted": granted}
 
 
 def end_dual_write(orch: dict[str, Any], services: list[str]) -> dict[str, Any]:

@@ -15,6 +15,10 @@ Checks, each a Check(name, ok, detail, warning):
   data directory or tablespace readable here and, when its postmaster.pid is readable, the same server);
   otherwise it is "unknown": a warning, not a failure. Reading data_directory needs superuser or
   pg_read_all_settings.
+- `monolith access <role>`: each service role (on the source's server) cannot CONNECT to the source
+  database. PostgreSQL grants CONNECT to PUBLIC by default, so a new service role could read the
+  monolith's tables that PUBLIC may read: a warning naming the statements a DBA would run (dbsplit
+  never changes the source). A role that does not exist yet is judged by PUBLIC's privilege.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import psycopg
+from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from dbsplit.conn import connect_source, with_dbname
@@ -71,8 +76,11 @@ class _Target:
 
 
 def preflight(source_conninfo: str, targets: Mapping[str, str], tables: Sequence[Route], *,
-              min_source_version: int = 120000, space_factor: float = 2.0, connect_timeout: int = 10) -> PreflightReport:
-    """Run every check; the report is ok when no check failed (warnings allowed)."""
+              min_source_version: int = 120000, space_factor: float = 2.0, connect_timeout: int = 10,
+              roles: Mapping[str, str] | None = None) -> PreflightReport:
+    """Run every check; the report is ok when no check failed (warnings allowed).
+
+    roles: each service role's name -> its target conn_id (whose server the role lives on)."""
     checks: list[Check] = []
     src = _connect(SOURCE, source_conninfo, connect_timeout, checks)
     opened: dict[str, _Target] = {}
@@ -106,6 +114,9 @@ def preflight(source_conninfo: str, targets: Mapping[str, str], tables: Sequence
             if target is not None and target.conn is not None:
                 checks.append(_target_table_check(target, ts, tt))
         checks += _disk_checks(opened, sizes if src is not None else {}, space_factor)
+        for role, conn_id in (roles or {}).items() if src is not None else ():
+            target = opened.get(conn_id)
+            checks.append(_monolith_access_check(src, role, target.conn if target else None))
     finally:
         for conn in [src] + [t.conn for t in opened.values()]:
             if conn is not None:
@@ -192,6 +203,46 @@ def _target_table_check(target: _Target, schema: str, table: str) -> Check:
     return Check(name, False, f"{schema}.{table} exists in {target.conn.info.dbname!r} and was not created by dbsplit "
                  f"(no comment {MANAGED_COMMENT!r}); dbsplit never overwrites it. Fix: drop or rename it, or give the "
                  "table another name in the plan.")
+
+
+def _monolith_access_check(src: psycopg.Connection, role: str, tgt: psycopg.Connection | None) -> Check:
+    """Whether a service role can CONNECT to the source database; a warning naming the DBA's fix if it can."""
+    name, db = f"monolith access {role}", src.info.dbname
+    servers = (_server_id(src), _server_id(tgt) if tgt is not None else None)
+    if None not in servers and servers[0] != servers[1]:
+        return Check(name, True, f"the role lives on another server than the source database {db!r}")
+    exists = src.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone() is not None
+    who = role if exists else "public"
+    if not src.execute("SELECT has_database_privilege(%s, %s, 'CONNECT')", (who, db)).fetchone()[0]:
+        return Check(name, True, f"cannot CONNECT to the source database {db!r}")
+    grantees = [r[0] for r in src.execute(
+        "SELECT coalesce(g.rolname, 'PUBLIC') FROM pg_database d, aclexplode(coalesce(d.datacl, acldefault('d', "
+        "d.datdba))) a LEFT JOIN pg_roles g ON g.oid = a.grantee WHERE d.datname = %s AND a.privilege_type = "
+        "'CONNECT' AND CASE WHEN a.grantee = 0 THEN true WHEN %s THEN pg_has_role(%s, a.grantee, 'USAGE') ELSE false END "
+        "ORDER BY a.grantee <> 0, 1", (db, exists, role if exists else src.info.user))]
+    fix = [_sql(src, "REVOKE CONNECT ON DATABASE {} FROM {};", sql.Identifier(db),
+                sql.SQL("PUBLIC") if g == "PUBLIC" else sql.Identifier(g)) for g in grantees]
+    if "PUBLIC" in grantees:
+        fix.append(_sql(src, "GRANT CONNECT ON DATABASE {} TO {};", sql.Identifier(db), sql.Identifier(src.info.user))
+                   + " (and to every other role the monolith's applications log in as)")
+    subject = f"the service role {role!r} can" if exists else f"the service role {role!r} will be able to"
+    how = ", ".join("PUBLIC (PostgreSQL's default)" if g == "PUBLIC" else f"role {g!r}" for g in grantees)
+    return Check(name, True, f"{subject} CONNECT to the source database {db!r} (granted to {how or 'it'}), and so "
+                 "read every table the monolith grants to PUBLIC. dbsplit never changes the source. Fix (a DBA, on the "
+                 "source server): " + " ".join(fix), warning=True)
+
+
+def _sql(conn: psycopg.Connection, template: str, *parts: sql.Composable) -> str:
+    return sql.SQL(template).format(*parts).as_string(conn)
+
+
+def _server_id(conn: psycopg.Connection) -> tuple[int, str] | None:
+    """The server's system identifier and port (None when it cannot be read)."""
+    try:
+        return conn.execute("SELECT (SELECT system_identifier FROM pg_control_system()), "
+                            "current_setting('port')").fetchone()
+    except psycopg.Error:
+        return None
 
 
 def _disk_checks(targets: dict[str, _Target], sizes: dict[str, int], factor: float) -> list[Check]:

@@ -2,9 +2,11 @@
 
 A service role can LOGIN and nothing more (no SUPERUSER, CREATEDB, CREATEROLE, REPLICATION,
 BYPASSRLS). It may CONNECT to its own database only: CONNECT is revoked from PUBLIC on that
-database and granted to the role. It owns its schemas and everything in them (tables, views,
-sequences, types), and default privileges give it ALL on tables and sequences the admin user creates
-there later; call ensure_service_role again after a load to make the role their owner as well.
+database and granted to the role. It may use its schemas (USAGE, not CREATE; the admin user owns
+them) and holds SELECT, INSERT, UPDATE, DELETE on the tables dbsplit manages there and nextval on
+their sequences (access.py, which promotion, the resync and the cut-over call again); default
+privileges give it the same on tables and sequences the admin user creates there later. It owns
+nothing, so it can DROP or ALTER none of them, and reads none of dbsplit's own schemas.
 
 Every function is idempotent: a second call changes nothing and reports nothing created.
 
@@ -25,6 +27,7 @@ from dataclasses import dataclass
 import psycopg
 from psycopg import sql
 
+from dbsplit import access
 from dbsplit.conn import dbname_of, with_dbname
 from dbsplit.errors import DbsplitError
 
@@ -32,10 +35,6 @@ from dbsplit.errors import DbsplitError
 _ROLE_ATTRS = {"rolcanlogin": True, "rolsuper": False, "rolcreatedb": False, "rolcreaterole": False,
                "rolreplication": False, "rolbypassrls": False}
 _ROLE_OPTIONS = "LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS"
-# relkind -> the ALTER command that changes its owner (owned sequences follow their table)
-_ALTER_REL = {"r": "TABLE", "p": "TABLE", "f": "FOREIGN TABLE", "v": "VIEW", "m": "MATERIALIZED VIEW",
-              "S": "SEQUENCE"}
-_ALTER_TYPE = {"e": "TYPE", "r": "TYPE", "c": "TYPE", "d": "DOMAIN"}
 
 
 class ProvisionError(DbsplitError):
@@ -83,7 +82,7 @@ def ensure_schema(conninfo: str, schema: str, owner: str | None = None) -> bool:
 
 def ensure_service_role(admin_conninfo: str, database: str, role: str, password: str | None,
                         schemas: Sequence[str]) -> ProvisionResult:
-    """Create (or check) the service's role and database, restrict CONNECT, give the role its schemas.
+    """Create (or check) the service's role and database, restrict CONNECT, grant the role its schemas' tables.
 
     admin_conninfo: a superuser (or a CREATEROLE + CREATEDB user that may SET ROLE to the service role)
     on the target server, any database. password None leaves the role without (or with its current) one.
@@ -102,7 +101,7 @@ def ensure_service_role(admin_conninfo: str, database: str, role: str, password:
     with psycopg.connect(with_dbname(admin_conninfo, database)) as conn, conn.transaction():
         _restrict_connect(conn, database, role, changes)
         for schema in schemas:
-            _own_schema(conn, schema, role, changes)
+            _give_schema(conn, schema, role, changes)
     return ProvisionResult(created_role, created_database, tuple(changes))
 
 
@@ -220,40 +219,11 @@ def _own_schema_itself(conn: psycopg.Connection, schema: str, role: str, changes
         changes.append(f"schema {schema} now owned by {role}")
 
 
-def _own_schema(conn: psycopg.Connection, schema: str, role: str, changes: list[str]) -> None:
-    """The role owns the schema and its relations and types; default privileges cover later tables."""
-    _own_schema_itself(conn, schema, role, changes)
-    owner = _role_oid(conn, role)
-    rels = conn.execute(
-        "SELECT c.relname, c.relkind FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-        "WHERE n.nspname = %s AND c.relowner <> %s AND c.relkind IN ('r', 'p', 'f', 'v', 'm', 'S') "
-        "AND NOT (c.relkind = 'S' AND EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass "
-        "AND d.objid = c.oid AND d.refclassid = 'pg_class'::regclass AND d.deptype IN ('a', 'i'))) "
-        "ORDER BY c.relkind = 'S', c.relname", (schema, owner)).fetchall()
-    types = conn.execute(
-        "SELECT t.typname, t.typtype FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace "
-        "LEFT JOIN pg_class c ON c.oid = t.typrelid WHERE n.nspname = %s AND t.typowner <> %s "
-        "AND (t.typtype IN ('e', 'd', 'r') OR (t.typtype = 'c' AND c.relkind = 'c')) ORDER BY t.typname",
-        (schema, owner)).fetchall()
-    for name, kind in [(n, _ALTER_REL[k]) for n, k in rels] + [(n, _ALTER_TYPE[k]) for n, k in types]:
-        conn.execute(sql.SQL("ALTER {} {} OWNER TO {}").format(sql.SQL(kind), sql.Identifier(schema, name),
-                                                               sql.Identifier(role)))
-        changes.append(f"{kind.lower()} {schema}.{name} now owned by {role}")
-    for objtype, keyword in (("r", "TABLES"), ("S", "SEQUENCES")):
-        _default_privileges(conn, schema, role, owner, objtype, keyword, changes)
-
-
-def _default_privileges(conn: psycopg.Connection, schema: str, role: str, role_oid: int, objtype: str,
-                        keyword: str, changes: list[str]) -> None:
-    """ALTER DEFAULT PRIVILEGES (for the admin user) IN SCHEMA ... GRANT ALL ON <keyword> TO role, unless granted."""
-    have = {r[0] for r in conn.execute(
-        "SELECT a.privilege_type FROM pg_default_acl d JOIN pg_namespace n ON n.oid = d.defaclnamespace, "
-        "aclexplode(d.defaclacl) a WHERE n.nspname = %s AND d.defaclobjtype = %s AND a.grantee = %s "
-        "AND d.defaclrole = (SELECT oid FROM pg_roles WHERE rolname = current_user)", (schema, objtype, role_oid))}
-    every = {r[0] for r in conn.execute(
-        "SELECT privilege_type FROM aclexplode(acldefault(%s, (SELECT oid FROM pg_roles WHERE rolname = current_user)))",
-        (objtype.lower() if objtype == "S" else objtype,))}
-    if not every <= have:
-        conn.execute(sql.SQL("ALTER DEFAULT PRIVILEGES IN SCHEMA {} GRANT ALL ON {} TO {}").format(
-            sql.Identifier(schema), sql.SQL(keyword), sql.Identifier(role)))
-        changes.append(f"default privileges: ALL on new {keyword.lower()} in {schema} to {role}")
+def _give_schema(conn: psycopg.Connection, schema: str, role: str, changes: list[str]) -> None:
+    """The schema exists (the admin's), the role may use it and DML every table dbsplit manages in it."""
+    if conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (schema,)).fetchone() is None:
+        conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
+        changes.append(f"created schema {schema}")
+    access.schema_usage(conn, schema, role, changes)
+    access.default_privileges(conn, schema, role, changes)
+    changes.extend(access.grant_tables(conn, role, access.managed_tables(conn, schema)))

@@ -22,7 +22,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from dbsplit import catalog, conn, ddl, provision, resolve, staging, state
+from dbsplit import access, catalog, conn, ddl, provision, resolve, staging, state
 from dbsplit.errors import DataCheckFailed, RejectLimitExceeded
 from dbsplit.reports import evidence
 from dbsplit.move import copy
@@ -552,6 +552,7 @@ def checkpoint(service: dict[str, Any], run_id: str) -> str:
 def promote(service: dict[str, Any]) -> dict[str, Any]:
     """Swap every staged table of the service into place, then its internal foreign keys, in one transaction."""
     tables = _service_tables(service)
+    role = access.service_role(service["target_conn_id"])
     with psycopg.connect(conn.resolve(service["target_conn_id"])) as tgt, tgt.transaction():
         for rt in tables:
             staging.promote(tgt, rt.target_schema, rt.target_table)
@@ -559,6 +560,8 @@ def promote(service: dict[str, Any]) -> dict[str, Any]:
         for rt in tables:
             staging.add_foreign_keys(tgt, rt.target_schema, rt.target_table, rt.foreign_keys)
             ddl.set_sequences_past_max(tgt, rt.target_schema, rt.target_table)
+        if role is not None:   # in the promotion's transaction: no moment without the service's privileges
+            access.grant_tables(tgt, role[0], [(rt.target_schema, rt.target_table) for rt in tables])
     _track_changes(service, tables)
     log.info("promoted %d table(s) of service %s", len(tables), service["service"])
     return {"promoted": [f"{t.target_schema}.{t.target_table}" for t in tables]}
@@ -592,6 +595,8 @@ def resync(service: dict[str, Any], run_id: str) -> dict[str, Any]:
                              namespace=plan.namespace_uuid, salt=mask_salt(plan),
                              on_conflict=plan.services[service["service"]].resync.on_conflict, run_id=run_id,
                              suites=table_suites(service["plan_path"], tables))
+    access.grant_service(conn.resolve(service["target_conn_id"]), service["target_conn_id"],
+                         [(t.target_schema, t.target_table) for t in tables])
     for name, result in results.items():
         log.info("%s: %d upserted, %d deleted, %d conflicts in %.2f s (watermark %s -> %s)", name, result.upserted,
                  result.deleted, len(result.conflicts), result.seconds, result.watermark_before, result.watermark_after)

@@ -62,15 +62,19 @@ def test_service_role_least_privilege(pg_server_url: str, names: Callable[[str],
     assert (res_a.created_role, res_a.created_database) == (True, True)
     assert (res_b.created_role, res_b.created_database) == (True, True)
 
-    # the role connects to its own database and creates, writes and reads its tables
+    # the role connects to its own database and writes and reads the tables the admin (dbsplit) made there,
+    # but may create, drop or alter nothing
+    with psycopg.connect(with_dbname(pg_server_url, db_a), autocommit=True) as conn:
+        conn.execute("CREATE TABLE app.t (id serial PRIMARY KEY, v text)")
     with psycopg.connect(as_user(with_dbname(pg_server_url, db_a), role_a, "pw-a"), autocommit=True) as conn:
-        conn.execute("CREATE TABLE app.t (id int PRIMARY KEY, v text)")
-        conn.execute("INSERT INTO app.t VALUES (1, 'x'), (2, 'y')")
-        assert conn.execute("SELECT count(*) FROM app.t").fetchone()[0] == 2
-        with pytest.raises(psycopg.errors.InsufficientPrivilege):  # no CREATEDB
-            conn.execute("CREATE DATABASE t_should_not_exist")
-        with pytest.raises(psycopg.errors.InsufficientPrivilege):  # no CREATEROLE
-            conn.execute("CREATE ROLE t_should_not_exist")
+        conn.execute("INSERT INTO app.t (v) VALUES ('x'), ('y')")
+        conn.execute("UPDATE app.t SET v = 'z' WHERE id = 2")
+        conn.execute("DELETE FROM app.t WHERE id = 1")
+        assert conn.execute("SELECT count(*) FROM app.t").fetchone()[0] == 1
+        for statement in ("DROP TABLE app.t", "ALTER TABLE app.t ADD COLUMN w int", "CREATE TABLE app.mine (id int)",
+                          "TRUNCATE app.t", "CREATE DATABASE t_should_not_exist", "CREATE ROLE t_should_not_exist"):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute(statement)
 
     # ... and cannot connect to another service's database, either way round
     for db, role in ((db_b, role_a), (db_a, role_b)):
@@ -92,11 +96,11 @@ def test_service_role_least_privilege(pg_server_url: str, names: Callable[[str],
     with psycopg.connect(with_dbname(pg_server_url, db_b)) as conn:
         owners = conn.execute("SELECT nspname, pg_get_userbyid(nspowner) FROM pg_namespace "
                               "WHERE nspname IN ('app', 'Other Schema') ORDER BY 1").fetchall()
-        assert owners == [("Other Schema", role_b), ("app", role_b)]
+        assert owners == [("Other Schema", conn.info.user), ("app", conn.info.user)]
 
 
-def test_idempotent_and_reowns_admin_tables(pg_server_url: str, names: Callable[[str], tuple[str, str]],
-                                            caplog: pytest.LogCaptureFixture) -> None:
+def test_idempotent_and_takes_back_what_the_role_owned(pg_server_url: str, names: Callable[[str], tuple[str, str]],
+                                                       caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
     db, role = names("search")
     first = ensure_service_role(pg_server_url, db, role, "s3cret-Pässwörd", ["app"])
@@ -105,20 +109,25 @@ def test_idempotent_and_reowns_admin_tables(pg_server_url: str, names: Callable[
     assert again.changes == ()
     assert (again.created_role, again.created_database) == (False, False)
 
-    # the admin (dbsplit's loader) creates a table: default privileges let the role use it at once,
-    # and the next ensure_service_role hands it (and its serial sequence) over
+    # an older dbsplit made the role the owner of its schema and tables: it could DROP them. The next
+    # ensure_service_role hands them to the admin and grants DML (nextval on the serial sequence) instead
     target = with_dbname(pg_server_url, db)
     with psycopg.connect(target, autocommit=True) as conn:
         conn.execute('CREATE TABLE app."Jobs" (id serial PRIMARY KEY, title text)')
-        conn.execute("CREATE TYPE app.mood AS ENUM ('ok')")
-    with psycopg.connect(as_user(target, role), autocommit=True) as conn:
-        conn.execute("INSERT INTO app.\"Jobs\" (title) VALUES ('a')")
+        conn.execute("""COMMENT ON TABLE app."Jobs" IS 'managed by dbsplit'""")
+        conn.execute(sql.SQL('ALTER TABLE app."Jobs" OWNER TO {}').format(sql.Identifier(role)))
+        conn.execute(sql.SQL("ALTER SCHEMA app OWNER TO {}").format(sql.Identifier(role)))
     third = ensure_service_role(pg_server_url, db, role, "s3cret-Pässwörd", ["app"])
-    assert set(third.changes) == {f'table app.Jobs now owned by {role}', f'type app.mood now owned by {role}'}
+    assert {"schema app now owned by", "table app.Jobs now owned by"} <= {c.rsplit(" ", 1)[0] for c in third.changes}
+    assert f"granted SELECT, INSERT, UPDATE, DELETE on table app.Jobs to {role}" in third.changes
     with psycopg.connect(target) as conn:
         owners = conn.execute("SELECT c.relname, pg_get_userbyid(c.relowner) FROM pg_class c "
                               "WHERE c.relnamespace = 'app'::regnamespace ORDER BY 1").fetchall()
-        assert {o for _, o in owners} == {role}, owners
+        assert {o for _, o in owners} == {conn.info.user}, owners
+    with psycopg.connect(as_user(target, role), autocommit=True) as conn:
+        conn.execute("INSERT INTO app.\"Jobs\" (title) VALUES ('a')")
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute('DROP TABLE app."Jobs"')
     assert ensure_service_role(pg_server_url, db, role, "s3cret-Pässwörd", ["app"]).changes == ()
     # a new password is set; the old one no longer matches
     rotated = ensure_service_role(pg_server_url, db, role, "rotated", ["app"])
