@@ -68,7 +68,7 @@ def assert_fails_and_rolls_back(svc: dict, run_id: str, target: str, *fragments:
 
 def test_orphan_reference_fails_with_a_sample_of_orphans(world) -> None:
     dbs, tmp = world
-    svcs = services(tmp, "      - user_skills\n", jobs=True)
+    svcs = services(tmp, "      - users\n      - user_skills\n", jobs=True)
     migrate(svcs["jobs"], "r1")
     runtime.promote(svcs["jobs"])
     with psycopg.connect(dbs["jobboard_jobs"], autocommit=True) as conn:
