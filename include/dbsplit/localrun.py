@@ -99,9 +99,9 @@ def run_plan(plan_path: Path, services: list[str] | None = None, orchestrator: b
 
     out = out or sys.stdout
     plan = load_plan(plan_path)
+    names = service_order(plan, services)
     conninfos, env = connections(plan)
     check_source(plan, conninfos[plan.source.conn_id])
-    names = service_order(plan, services)
     os.environ.setdefault("DBSPLIT_REPORTS_DIR", str(dbsplit_home() / "reports"))
     env |= plan_variables(plan) | {"DBSPLIT_PLANS": str(Path(plan_path).resolve()),
                                    "DBSPLIT_REPORTS_DIR": os.environ["DBSPLIT_REPORTS_DIR"]}
