@@ -96,9 +96,9 @@ class RichView:
         from rich.progress import BarColumn, Progress, TextColumn
 
         self.console = Console(file=out)
-        self.bars = Progress(TextColumn("{task.description:<46}"), BarColumn(),
-                             TextColumn("{task.fields[rows]:>12,} rows {task.fields[rate]:>10,.0f} rows/s "
-                                        "ETA {task.fields[eta]}"), console=self.console, transient=False)
+        self.bars = Progress(TextColumn("{task.description}"), BarColumn(bar_width=16),
+                             TextColumn("{task.fields[rows]:>10,} rows {task.fields[rate]:>8,.0f} rows/s"),
+                             TextColumn("ETA {task.fields[eta]}"), console=self.console, transient=False)
         self.tasks: dict[tuple[str, str], Any] = {}
         self.bars.start()
 
