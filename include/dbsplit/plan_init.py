@@ -175,8 +175,9 @@ def cross_links(groups: list[Group]) -> Links:
                 found = owner.get((fk.ref_schema, fk.ref_table))
                 if found is None:
                     links.notes[(t.schema, t.name)].append(
-                        f"foreign key {fk.name} references {fk.ref_schema}.{fk.ref_table}, which no service takes: "
-                        "add that table to a service, or drop the reference")
+                        f"foreign key {fk.name} references {fk.ref_schema}.{fk.ref_table}, which no service takes, "
+                        "and a migration refuses that: add that table to a service, or drop the column "
+                        f"({', '.join(fk.columns)}: drop under transforms)")
                 elif found[0] != g.service:
                     _link(links, edges, g.service, t, fk, *found)
     return links
