@@ -15,13 +15,10 @@ def _cmd_pg(args: argparse.Namespace) -> int:
 
     if args.action == "stop":
         print("stopped" if embedded.stop() else "the embedded PostgreSQL was not running")
-    elif args.action == "url":
+    else:  # url, start: the URL of the server (started if needed), of DBNAME when given
         from dbsplit.conn import libpq_url
 
-        print(libpq_url(embedded.pg_url(), args.dbname or ""))
-    else:
-        embedded.pg_url()
-        print(f"running; data in {embedded.data_dir()}")
+        print(libpq_url(embedded.pg_url(), args.dbname or ("" if args.action == "url" else None)))
     return 0
 
 
@@ -76,9 +73,8 @@ def _cmd_airflow(args: argparse.Namespace) -> int:
     from dbsplit.demo import dbsplit_home, prepare_source
     from dbsplit.embedded import pg_url
     from dbsplit.localenv import PROJECT_ROOT, connection_env
-    from dbsplit.plan import load_plan
-
     from dbsplit.localports import require_free_port
+    from dbsplit.plan import load_plan
 
     require_free_port("127.0.0.1", args.port)
     plan_path = Path(args.plan).resolve()
