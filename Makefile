@@ -4,6 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.dbsplit-installed
 PG15_URL ?= postgresql://postgres@127.0.0.1:5432/postgres
+AIRFLOW_PORT ?= 8080
 # pytest-xdist workers (0: one process). Each worker has its own Airflow home and embedded PostgreSQL;
 # which tests must share a worker: SHARED_FIXTURE_MODULES in tests/conftest.py.
 TEST_WORKERS ?= 2
@@ -31,9 +32,9 @@ test: install
 test-pg15: install
 	DBSPLIT_TEST_PG_URL=$(PG15_URL) $(BIN)/pytest -q $(PYTEST_PARALLEL) -m integration
 
-## airflow: airflow standalone on 127.0.0.1:8080 with the dbsplit DAGs and connections
+## airflow: airflow standalone on 127.0.0.1:$(AIRFLOW_PORT) (default 8080; refused when busy) with the dbsplit DAGs
 airflow: install
-	$(BIN)/dbsplit airflow
+	$(BIN)/dbsplit airflow --port $(AIRFLOW_PORT)
 
 ## bench: dbsplit against raw binary COPY (BENCH_ROWS=1000000 by default; also run with 5000000)
 bench: install
@@ -43,6 +44,7 @@ bench: install
 lock:
 	$(BIN)/pip freeze --exclude-editable > constraints.txt
 
+## clean: stop the embedded PostgreSQL and delete .dbsplit (its data, the local Airflow, logs, reports)
 clean:
 	-$(BIN)/dbsplit pg stop
 	rm -rf .dbsplit

@@ -110,3 +110,30 @@ def sqlalchemy_url(conninfo: str) -> str:
         return f"postgresql+psycopg://{auth}@/{db}?host={quote(host, safe='/')}{port}"
     port = f":{p['port']}" if p.get("port") else ""
     return f"postgresql+psycopg://{auth}@{host}{port}/{db}"
+
+
+def libpq_url(conninfo: str, dbname: str | None = None) -> str:
+    """A postgresql:// URL of the conninfo (of `dbname` instead of its own database when given; "" for none).
+
+    A socket directory goes percent-encoded in the host part, so that the URL ends at the database:
+    `postgresql://postgres@%2Ftmp%2Fpg/shop`. Without a database the URL ends at the host, ready for
+    `"$(dbsplit pg url)/shop"`. Other libpq parameters follow as a query string.
+    """
+    params = {k: str(v) for k, v in conninfo_to_dict(conninfo).items() if v not in (None, "")}
+    if dbname is not None:
+        params["dbname"] = dbname
+    if not params.get("dbname"):
+        params.pop("dbname", None)
+    auth = quote(params.pop("user", ""), safe="")
+    if "password" in params:
+        auth += ":" + quote(params.pop("password"), safe="")
+    hosts = [quote(h, safe="") for h in params.pop("host", "").split(",") if h]
+    ports = params.pop("port", "").split(",") if "port" in params else []
+    netloc = ",".join(h + (f":{ports[i]}" if i < len(ports) and ports[i] else "") for i, h in enumerate(hosts))
+    url = f"postgresql://{auth + '@' if auth else ''}{netloc}"
+    if "dbname" in params:
+        url += "/" + quote(params.pop("dbname"), safe="")
+    if params:
+        url += "?" + "&".join(
+            f"{k}={quote(v, safe='')}" for k, v in sorted(params.items()))
+    return url

@@ -41,8 +41,9 @@ def stop(pgdata: Path | None = None) -> bool:
 
 
 def server_url(socket_dir: Path, dbname: str = "postgres") -> str:
-    """A libpq URL for a server listening on a unix socket directory."""
-    return f"postgresql://postgres@/{quote(dbname)}?host={quote(str(socket_dir), safe='/')}"
+    """A libpq URL for a server listening on a unix socket directory, the directory in the host part
+    (percent-encoded), so that the URL ends at the database name."""
+    return f"postgresql://postgres@{quote(str(socket_dir), safe='')}/{quote(dbname, safe='')}"
 
 
 def pg_url() -> str:

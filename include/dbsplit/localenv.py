@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from dbsplit.conn import airflow_conn_env, with_dbname
 from dbsplit.plan.models import Plan
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+def dbsplit_home() -> Path:
+    """Where dbsplit keeps its local state (Airflow home, logs, reports): $DBSPLIT_HOME, default ./.dbsplit
+    of the project."""
+    return Path(os.environ.get("DBSPLIT_HOME") or PROJECT_ROOT / ".dbsplit").resolve()
 
 
 def connection_conninfos(plan: Plan, server_url: str) -> dict[str, str]:

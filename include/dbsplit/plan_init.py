@@ -1,13 +1,19 @@
 """`init_plan`: a starter plan (YAML, version 1) read from a source database's catalog.
 
-Grouping: by="schema" makes one service per non-system schema that has tables; by="prefix" groups
-the tables of one schema by the part of their name before the first `_`, a plural table joining its
-singular prefix (`users` joins `user_skills`). A table whose prefix no other table shares becomes a
-service of its own, marked `# DECIDE:` with the services it is linked to by foreign keys.
+Grouping (`dbsplit plan init --by schema|prefix`): `--by schema` makes one service per non-system
+schema that has tables; `--by prefix` groups the tables of one schema by the part of their name before
+the first `_`, a plural table joining its singular prefix (`users` joins `user_skills`). A table whose
+prefix no other table shares becomes a service of its own, marked `# DECIDE:` with the services it is
+linked to by foreign keys.
 
 Foreign keys between services become `uuid_key: true` on the referenced table and a `references:`
 entry on the referencing one; a reference that would close a service cycle is left commented out.
-Every choice a person must make is a YAML comment starting `# DECIDE:`.
+Every choice made for the user (placement of tables, uuid keys, masks, names) is a YAML comment
+starting `# DECIDE:`.
+
+Names: the source connection id is the source database's name, so that `dbsplit env` and `dbsplit run`
+find the database on the dbsplit server without edits; the plan is named after the database without a
+`_monolith` suffix, and each target connection id is `<plan>_<service>`.
 """
 
 from __future__ import annotations
@@ -69,7 +75,7 @@ def init_plan(source_conninfo: str, by: str = "schema", *, name: str | None = No
     if not infos:
         raise SourceSchemaError(f"database {dbname!r} has no tables in {', '.join(schemas) or 'any schema'}. "
                                 "Fix: point at the monolith, or choose the schema whose tables to split.")
-    plan_name = name or (re.sub(r"[^A-Za-z0-9_-]+", "_", dbname).strip("_-") or "plan")
+    plan_name = name or (re.sub(r"[^A-Za-z0-9_-]+", "_", dbname.removesuffix("_monolith")).strip("_-") or "plan")
     groups = by_schema(infos) if by == "schema" else by_prefix(infos)
     default_schema = schema if by == "prefix" or any(i.schema == schema for i in infos) else infos[0].schema
     return render(plan_name, by, dbname, default_schema, groups, cross_links(groups))
@@ -96,7 +102,10 @@ def by_schema(infos: list[TableInfo]) -> list[Group]:
     for g in groups:
         if g.tables[0].schema == "public":
             g.decide.append("schema public is usually the monolith itself: name this service, or split it "
-                            "with init_plan(by='prefix')")
+                            "by table name with `dbsplit plan init --by prefix`")
+        else:
+            g.decide.append(f"placed here because they are the tables of schema {g.tables[0].schema}: "
+                            "move tables between services where your domain splits otherwise")
     return _unique_names(groups)
 
 
@@ -119,6 +128,9 @@ def by_prefix(infos: list[TableInfo]) -> list[Group]:
             hint = f"; it is linked by foreign keys to {near}" if near else ""
             g.decide.append(f"no other table shares its prefix, so it is a service of its own{hint}: "
                             "keep it, or move it into another service")
+        else:
+            g.decide.append(f"placed together because their names share a prefix ({g.about}): "
+                            "move tables between services where your domain splits otherwise")
     return groups
 
 
@@ -141,7 +153,7 @@ def _fk_neighbours(groups: list[Group]) -> dict[str, set[str]]:
 
 
 def _unique_names(groups: list[Group]) -> list[Group]:
-    taken = {"monolith"}  # the source's conn id is <plan>_monolith
+    taken = {"monolith"}  # <plan>_monolith may be the source database, whose name is the source conn id
     for g in groups:
         name, n = g.service, 2
         while name in taken:
@@ -163,8 +175,9 @@ def cross_links(groups: list[Group]) -> Links:
                 found = owner.get((fk.ref_schema, fk.ref_table))
                 if found is None:
                     links.notes[(t.schema, t.name)].append(
-                        f"foreign key {fk.name} references {fk.ref_schema}.{fk.ref_table}, which no service takes: "
-                        "add that table to a service, or drop the reference")
+                        f"foreign key {fk.name} references {fk.ref_schema}.{fk.ref_table}, which no service takes, "
+                        "and a migration refuses that: add that table to a service, or drop the column "
+                        f"({', '.join(fk.columns)}: drop under transforms)")
                 elif found[0] != g.service:
                     _link(links, edges, g.service, t, fk, *found)
     return links
@@ -202,12 +215,19 @@ def _reaches(edges: dict[str, set[str]], start: str, goal: str) -> bool:
 def render(name: str, by: str, dbname: str, default_schema: str, groups: list[Group], links: Links) -> str:
     """The plan's YAML text, with comments."""
     n_tables = sum(len(g.tables) for g in groups)
-    out = [f"# Starter plan for database {_c(dbname)}, made by dbsplit init_plan (by {by}): "
-           f"{len(groups)} services, {n_tables} tables.",
-           "# Lines starting with `# DECIDE:` mark choices a person must make before migrating.",
+    source_conn = re.sub(r"[^A-Za-z0-9_.-]+", "_", dbname).lstrip(".-")[:250] or f"{name}_source"
+    out = [f"# Starter plan for database {_c(dbname)}, made by `dbsplit plan init --by {by}`: "
+           f"{_n(len(groups), 'service')}, {_n(n_tables, 'table')}.",
+           "# Lines starting with `# DECIDE:` mark choices made for you: review each before migrating.",
            "# Then check it against the source: dbsplit plan check PLAN --source-url URL",
+           "# and run it locally: dbsplit run --plan PLAN",
            "version: 1", f"name: {_q(name)}",
-           "source:", f"  conn_id: {_q(name + '_monolith')}", f"  schema: {_q(default_schema)}",
+           "source:",
+           "  # the database's own name: `dbsplit env` and `dbsplit run` map a connection id to the database of that "
+           "name on the dbsplit server; elsewhere, define the connection in Airflow"]
+    if source_conn != dbname:
+        out.append(f"  # DECIDE: the database's name is not a valid connection id: define {source_conn} as {_c(dbname)}")
+    out += [f"  conn_id: {_q(source_conn)}", f"  schema: {_q(default_schema)}",
            "defaults:", "  retries: 2",
            "  # mask_salt: {variable: dbsplit_mask_salt}   # needed once a transform uses `mask: hash`",
            "services:"]
@@ -232,6 +252,10 @@ def _table_lines(t: TableInfo, default_schema: str, links: Links) -> list[str]:
         return [f"      # DECIDE: {_c(source)}: a name with `.` cannot be routed by a plan; rename it in the source"]
     entries = _pii_lines(t)
     if key in links.uuid_keys:
+        pk = next((c for c in t.columns if c.name == t.primary_key[0]), None)
+        kind = f" ({pk.type_sql})" if pk else ""
+        entries.append(f"# DECIDE: uuid_key makes the key {_c(t.primary_key[0])}{_c(kind)} a UUID, and the columns "
+                       f"that reference it from other services too: remove it to keep the keys as they are")
         entries.append(f"uuid_key: true  # referenced from {_c(', '.join(links.uuid_keys[key]))}")
     if links.references.get(key):
         entries.append("references:")
@@ -261,6 +285,11 @@ def _pii_mask(table: str, column: str, type_sql: str) -> str | None:
     if mask in ("hash", "redact") and not _TEXT_TYPES.match(type_sql):
         return "null"
     return mask
+
+
+def _n(count: int, noun: str) -> str:
+    """`1 service`, `2 services`."""
+    return f"{count} {noun}{'s' * (count != 1)}"
 
 
 def _q(text: str) -> str:

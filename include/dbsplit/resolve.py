@@ -137,11 +137,19 @@ def _kept_foreign_keys(service: str, info: TableInfo, who: dict[str, Owner], tar
 
 def _soft_references(service: str, refs: dict[str, tuple[str, str]], who: dict[str, Owner],
                      target_of: dict[str, str], conn: psycopg.Connection) -> list[SoftReference]:
-    """References that cross into another service: checked across databases after the load."""
+    """References that cross into another service: checked across databases after the load. A foreign key
+    into a table no service owns is an error (its rows could never be checked): SourceSchemaError with the fix."""
     out = []
     for column, (qualified, ref_column) in refs.items():
         owner = who.get(qualified)
-        if owner is None or owner.service == service or column not in target_of:
+        if column not in target_of:
+            continue
+        if owner is None:
+            raise SourceSchemaError(
+                f"service {service!r}: column {column} references {qualified}, which no service of the plan owns, "
+                f"so the reference could never be checked. Fix: add {qualified} to a service's tables, or drop the "
+                f"column ({column}: drop under the table's transforms)")
+        if owner.service == service:
             continue
         if not ref_column:  # an explicit plan reference points at the referenced table's key
             schema, table = qualified.split(".", 1)

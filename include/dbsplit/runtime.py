@@ -297,7 +297,7 @@ def validate(service: dict[str, Any], selector: str, run_id: str) -> dict[str, A
     outcomes += _reference_outcomes(service, rt, target)
     suite_outcomes, data_docs = _suite_outcomes(service, rt, target, stg_name, run_id)
     outcomes += suite_outcomes
-    success = all(o["success"] for o in outcomes)
+    success = all(o["success"] is not False for o in outcomes)   # None: not checked, neither passed nor failed
     rows_check = next((o for o in result.outcomes if o.expectation == ROW_COUNT), None)
     ev = state.Evidence(
         dag_id=service["dag_id"], run_id=run_id, service=service["service"],
@@ -314,7 +314,7 @@ def validate(service: dict[str, Any], selector: str, run_id: str) -> dict[str, A
         "data_docs": data_docs})
     if not success:
         raise DataCheckFailed("; ".join(f"{name}: {o['expectation']} failed: {o['details']}"
-                                        for o in outcomes if not o["success"]))
+                                        for o in outcomes if o["success"] is False))
     log.info("%s: %d source rows, %s staged rows, %d rejected, %d checks passed", name, source_rows,
              ev.target_rows, rejects, len(outcomes))
     return {"source_rows": source_rows, "target_rows": ev.target_rows, "success": True}
@@ -346,8 +346,9 @@ def _build_indexes(target: str, rt: ResolvedTable) -> list[dict[str, Any]]:
 
 def _reference_outcomes(service: dict[str, Any], rt: ResolvedTable, target: str) -> list[dict[str, Any]]:
     """Soft references of the staged table that resolve in the referenced service's live table (another
-    database). A referenced table not migrated yet is left to the orchestrator's cross-service validation."""
-    from dbsplit.validate.references import check_reference, reference_outcome
+    database). A referenced table not migrated yet reads "not checked" (success None), never passed: the
+    orchestrator's cross-service validation checks it."""
+    from dbsplit.validate.references import check_reference, not_checked_outcome, reference_outcome
 
     plan = _plan(service["plan_path"])
     out = []
@@ -355,9 +356,9 @@ def _reference_outcomes(service: dict[str, Any], rt: ResolvedTable, target: str)
         parent = _conninfo_if_defined(plan.services[ref.referenced_service].target.conn_id)
         ref_schema, ref_table = ref.referenced_table.split(".", 1)
         if parent is None or not _table_exists(parent, ref_schema, ref_table):
-            out.append({"expectation": "dbsplit_references_resolve", "column": ref.column, "success": True,
-                        "observed": None, "details": f"{ref.referenced_service}: {ref.referenced_table} is not migrated "
-                        "yet; the orchestrator's cross-service validation checks this reference"})
+            out.append(not_checked_outcome(ref, f"{ref.referenced_service}: {ref.referenced_table} is not migrated "
+                                           "yet; migrate that service first, or run the orchestrator, whose "
+                                           "cross-service validation checks this reference"))
             continue
         result = check_reference(target, staging.STAGING, staging.side_name(rt.target_schema, rt.target_table),
                                  ref.column, parent, ref_schema, ref_table, ref.referenced_column)
@@ -632,7 +633,7 @@ def finish(service: dict[str, Any], run_id: str) -> None:
             problems.append(f"{t}: not validated (a load step failed; staging is kept, re-trigger to resume)")
         elif not ev.success:
             problems.extend(f"{t}: {c['expectation']}{' on ' + c['column'] if c.get('column') else ''} failed, "
-                            f"observed {c['observed']}" for c in ev.checks if not c["success"])
+                            f"observed {c['observed']}" for c in ev.checks if c["success"] is False)
     if problems:
         raise DataCheckFailed("; ".join(problems))
 

@@ -1,5 +1,6 @@
 """Each kind of failed check fails its table's checkpoint with a precise message and rolls back:
-an orphan cross-service reference, a duplicate key, a user suite's failing expectation, too many rejects."""
+an orphan cross-service reference, a duplicate key, a user suite's failing expectation, too many rejects.
+A reference into a service not migrated yet fails nothing, and reads "not checked", never passed."""
 
 from __future__ import annotations
 
@@ -68,7 +69,7 @@ def assert_fails_and_rolls_back(svc: dict, run_id: str, target: str, *fragments:
 
 def test_orphan_reference_fails_with_a_sample_of_orphans(world) -> None:
     dbs, tmp = world
-    svcs = services(tmp, "      - user_skills\n", jobs=True)
+    svcs = services(tmp, "      - users\n      - user_skills\n", jobs=True)
     migrate(svcs["jobs"], "r1")
     runtime.promote(svcs["jobs"])
     with psycopg.connect(dbs["jobboard_jobs"], autocommit=True) as conn:
@@ -76,6 +77,19 @@ def test_orphan_reference_fails_with_a_sample_of_orphans(world) -> None:
         gone = conn.execute("SELECT min(id) - 1 FROM skills").fetchone()[0]
     assert_fails_and_rolls_back(svcs["users"], "r1", dbs["jobboard_users"],
                                 "dbsplit_references_resolve failed", "missing from jobs: public.skills.id", str(gone))
+
+
+def test_reference_into_a_service_not_migrated_yet_reads_not_checked(world) -> None:
+    dbs, tmp = world
+    svcs = services(tmp, "      - users\n      - user_skills\n", jobs=True)
+    migrate(svcs["users"], "r1")          # jobs is not migrated: its database has no skills table yet
+    with psycopg.connect(dbs["jobboard_users"]) as conn:
+        [checks] = conn.execute("SELECT checks FROM _dbsplit.table_evidence "
+                                "WHERE run_id = 'r1' AND target_table = 'public.user_skills'").fetchone()
+    [ref] = [c for c in checks if c["expectation"] == "dbsplit_references_resolve"]
+    assert ref["column"] == "skill_id" and ref["success"] is None and ref["observed"] is None, ref
+    assert ref["details"].startswith("not checked: jobs: public.skills is not migrated yet"), ref
+    assert runtime.checkpoint(svcs["users"], "r1") == "promote"
 
 
 def test_duplicate_keys_are_rejected_and_fail_the_checkpoint(world) -> None:

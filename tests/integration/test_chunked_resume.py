@@ -24,6 +24,9 @@ services:
   users:
     target: {conn_id: jobboard_users}
     tables: [users, user_skills]
+  jobs:   # owns skills, which user_skills references (not run here: that reference reads "not checked")
+    target: {conn_id: jobboard_jobs}
+    tables: [skills]
 """
 
 

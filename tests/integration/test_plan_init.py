@@ -53,10 +53,11 @@ def decisions(text: str) -> list[str]:
 
 
 def test_one_service_per_schema(make_db: Callable[[str], str], tmp_path: Path) -> None:
-    text = init_plan(source_db(make_db, TWO_SCHEMAS), by="schema", name="shop")
+    source = source_db(make_db, TWO_SCHEMAS)
+    text = init_plan(source, by="schema", name="shop")
     plan = load(text, tmp_path)
     assert list(plan.services) == ["sales_ops", "user"]
-    assert plan.source.conn_id == "shop_monolith"
+    assert plan.source.conn_id == psycopg.conninfo.conninfo_to_dict(source)["dbname"]   # found by `dbsplit run`
     assert {s: v.target.conn_id for s, v in plan.services.items()} == {
         "sales_ops": "shop_sales_ops", "user": "shop_user"}
     routes = {plan.qualified_source(r): r for _, _, r in plan.routes()}
@@ -68,6 +69,9 @@ def test_one_service_per_schema(make_db: Callable[[str], str], tmp_path: Path) -
     assert any("sales_ops would reference each other" in d or "user and sales_ops" in d for d in said), said
     assert any("no primary key" in d for d in said)          # Sales Ops.lines
     assert any("personal data" in d for d in said)
+    assert sum("placed here because they are the tables of schema" in d for d in said) == 2
+    assert any(d.startswith("# DECIDE: uuid_key makes the key id (bigint) a UUID") for d in said), said
+    assert "2 services, 4 tables." in text and "init_plan(" not in text
     for masked in ("#   email: {mask: hash}", "#   full_name: {mask: redact}", "#   birth_date: {mask: null}"):
         assert masked in text
     assert "email_verified: {mask" not in text
@@ -85,8 +89,32 @@ def test_groups_by_table_name_prefix(make_db: Callable[[str], str], tmp_path: Pa
     assert routes["invoices"].references == {"order_id": "order.orders"}
     said = decisions(text)
     assert sum("no other table shares its prefix" in d for d in said) == 2
+    assert sum("placed together because their names share a prefix" in d for d in said) == 2
+    assert sum(d.startswith("# DECIDE: uuid_key makes the key") for d in said) == 2   # users, orders
+    assert "`dbsplit plan init --by prefix`: 4 services, 6 tables." in text
     assert any("linked by foreign keys to order" in d for d in said)
     assert "#   name: {mask: redact}" in text and "#   user_name: {mask: hash}" in text
+
+
+def test_names_and_counts_read_naturally(make_db: Callable[[str], str], tmp_path: Path) -> None:
+    """One table: `1 service, 1 table`; a database named *_monolith: the plan without the suffix, the source
+    connection the database's own name, the targets <plan>_<service>."""
+    from tests.conftest import create_database, drop_database
+
+    server = make_db("initsrc")
+    with psycopg.connect(server, autocommit=True) as conn:
+        conn.execute("DROP DATABASE IF EXISTS shop_monolith")
+    url = create_database(server, "shop_monolith")
+    try:
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("CREATE TABLE items (id bigint PRIMARY KEY)")
+        text = init_plan(url, by="prefix")
+        plan = load(text, tmp_path)
+    finally:
+        drop_database(server, "shop_monolith")
+    assert "1 service, 1 table." in text
+    assert (plan.name, plan.source.conn_id) == ("shop", "shop_monolith")
+    assert [s.target.conn_id for s in plan.services.values()] == ["shop_items"]
 
 
 def test_empty_source_is_an_error(make_db: Callable[[str], str]) -> None:

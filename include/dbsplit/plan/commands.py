@@ -116,7 +116,8 @@ def _init(args: argparse.Namespace) -> int:
         sys.stdout.write(text)
         return 0
     out.write_text(text, encoding="utf-8")
-    print(f"wrote {out}; review it, then run: dbsplit plan check {out} --source-url <the source URL>")
+    print(f"wrote {out}; review its `# DECIDE:` lines, then: dbsplit plan check {out} --source-url <the source URL>; "
+          f"dbsplit run --plan {out}")
     return 0
 
 

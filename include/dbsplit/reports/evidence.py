@@ -7,7 +7,8 @@ Layout under the reports directory ($DBSPLIT_REPORTS_DIR, default $AIRFLOW_HOME/
 
 Evidence document keys: dag_id, run_id, service, source_table, target_table, source_rows,
 target_rows, rejected_rows, rejects_sample (list of {source_key, column, value, reason}), success,
-checks (list of {expectation, column, success, observed, details}), load_seconds,
+checks (list of {expectation, column, success, observed, details}; success null: the check could not run,
+"not checked", neither passed nor failed, e.g. a reference into a service not migrated yet), load_seconds,
 rows_per_second, validated_at (ISO 8601), data_docs (path relative to the reports dir, or null).
 """
 
@@ -58,3 +59,9 @@ def read_run(dag_id: str, run_id: str, root: Path | None = None) -> list[dict[st
         return []
     return sorted((json.loads(p.read_text(encoding="utf-8")) for p in folder.glob("*.json")),
                   key=lambda d: d["target_table"])
+
+
+def check_status(check: dict[str, Any]) -> str:
+    """"passed", "FAILED" or "not checked" (success null: the check could not run) of one evidence check."""
+    success = check.get("success")
+    return "not checked" if success is None else ("passed" if success else "FAILED")

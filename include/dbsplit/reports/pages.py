@@ -139,7 +139,12 @@ class TableReport:
 
     @property
     def failed_checks(self) -> list[dict[str, Any]]:
-        return [c for c in self.checks if not c.get("success")]
+        return [c for c in self.checks if c.get("success") is not None and not c.get("success")]
+
+    @property
+    def unchecked(self) -> list[dict[str, Any]]:
+        """Checks that could not run (success None): they read "not checked", never passed."""
+        return [c for c in self.checks if "success" in c and c["success"] is None]
 
     @property
     def checksum(self) -> dict[str, Any] | None:

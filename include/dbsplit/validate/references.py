@@ -183,6 +183,13 @@ def reference_outcome(result: ReferenceResult, reference: Any) -> dict[str, Any]
             "observed": result.orphans, "details": details}
 
 
+def not_checked_outcome(reference: Any, why: str) -> dict[str, Any]:
+    """The evidence outcome of a SoftReference that could not be checked: success None ("not checked"),
+    which neither passes nor fails its table; details say why and what checks it later."""
+    return {"expectation": REFERENCES, "column": reference.column, "success": None, "observed": None,
+            "details": f"not checked: {why}"}
+
+
 @contextmanager
 def _reader(conninfo: str, application_name: str) -> Iterator[psycopg.Connection]:
     """A connection whose transactions are READ ONLY and REPEATABLE READ, with portable text output."""
