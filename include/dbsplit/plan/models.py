@@ -76,9 +76,9 @@ class Service(Strict):
     """A service: its target database and the source tables (or whole schemas) it owns."""
 
     target: TargetConfig
-    schemas: list[PgName] = []
+    schemas: list[PgName] = Field(default_factory=list)
     resync: Resync = Resync()
-    tables: list[TableRoute] = []
+    tables: list[TableRoute] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _owns_something(self) -> "Service":
@@ -98,7 +98,7 @@ class Plan(Strict):
 
     version: int = Field(description="plan format version; this release reads version 1")
     name: PlanName
-    namespace: uuid.UUID | None = None
+    namespace: uuid.UUID | None = Field(None, strict=False)  # YAML gives the UUID as text
     source: SourceConfig
     defaults: Defaults = Defaults()
     services: dict[ServiceName, Service] = Field(min_length=1)

@@ -68,10 +68,10 @@ class TableRoute(Strict):
     columns: list[PgName] | None = Field(None, min_length=1)
     filter: SqlText | None = None
     uuid_key: bool = False
-    transforms: dict[PgName, Transform] = {}
-    add_columns: dict[PgName, AddColumn] = {}
+    transforms: dict[PgName, Transform] = Field(default_factory=dict)
+    add_columns: dict[PgName, AddColumn] = Field(default_factory=dict)
     custom: CustomRef | None = None
-    references: dict[PgName, RefTarget] = {}
+    references: dict[PgName, RefTarget] = Field(default_factory=dict)
     watermark: PgName | None = None
     chunk_rows: int | None = Field(None, ge=1_000)
     expectations: JsonPath | None = None
