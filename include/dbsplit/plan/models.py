@@ -10,7 +10,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from dbsplit.plan.fields import ConnId, PgName, PlanName, Schedule, ServiceName, Strict, fail
-from dbsplit.plan.routes import AddColumn, TableRoute, Transform
+from dbsplit.plan.routes import MAX_CHUNK_ROWS, MAX_REJECTED_ROWS, AddColumn, TableRoute, Transform
 from dbsplit.resolved import plan_namespace
 
 __all__ = ["AddColumn", "Defaults", "MaskSalt", "Plan", "Resync", "Service", "SourceConfig", "TableRoute",
@@ -60,8 +60,8 @@ class Defaults(Strict):
     """Settings every table inherits."""
 
     retries: int = Field(2, ge=0, le=10)
-    chunk_rows: int = Field(100_000, ge=1_000)
-    max_rejected_rows: int = Field(0, ge=0)
+    chunk_rows: int = Field(100_000, ge=1_000, le=MAX_CHUNK_ROWS)
+    max_rejected_rows: int = Field(0, ge=0, le=MAX_REJECTED_ROWS)
     mask_salt: MaskSalt | None = None
 
 
