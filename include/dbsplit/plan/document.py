@@ -45,7 +45,7 @@ class PlanDocument:
         except YamlProblem as exc:
             raise PlanError([PlanProblem(str(path), exc.line, "(syntax)", exc.message, exc.fix)]) from exc
         if not isinstance(data, dict):
-            raise PlanError([PlanProblem(str(path), 1, "(document)", "the plan must be a YAML mapping",
+            raise PlanError([PlanProblem(str(path), lines.root, "(document)", "the plan must be a YAML mapping",
                                          "start with `version: 1`, `name:`, `source:` and `services:`")])
         return cls(path, data, lines)
 

@@ -46,6 +46,7 @@ class Lines:
     at: dict[int, Any] = field(default_factory=dict)          # id(container) -> {key: line} or [line, ...]
     repeated: list[tuple[list[Any], str, int, int]] = field(default_factory=list)  # path, key, first, again
     keep: list[Any] = field(default_factory=list)              # the containers, so that their ids stay theirs
+    root: int = 1                                              # line of the document's first value
 
 
 class _Frame:
@@ -175,7 +176,7 @@ class _Builder:
             self.anchors[anchor] = (value, size)
         top = self.top
         if top is None:
-            self.result = value
+            self.result, self.lines.root = value, line
             return
         top.size += size
         if not top.is_map:
