@@ -24,7 +24,7 @@ def big_plan(megabytes: float) -> str:
         for t in range(50):
             lines += [f"      - source: table_{n}_{t}\n", "        transforms:\n",
                       "          email: {mask: hash}\n", "          note: {rename: remark}\n", "          legacy: drop\n",
-                      f"        add_columns: {{origin: {{type: text, default: \"'monolith'\"}}}}\n"]
+                      "        add_columns: {origin: {type: text, default: \"'monolith'\"}}\n"]
         block = "".join(lines)
         parts.append(block)
         size, n = size + len(block), n + 1

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import psycopg
 import pytest
-
 from dbsplit.cli import main
 from dbsplit.conn import dbname_of
+
 from tests.unit.test_broken_plans import CORPUS, ROOT, corpus, expectation
 
 pytestmark = pytest.mark.integration

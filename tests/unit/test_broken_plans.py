@@ -10,7 +10,6 @@ import re
 from pathlib import Path
 
 import pytest
-
 from dbsplit.cli import main
 
 CORPUS = Path(__file__).resolve().parents[1] / "fixtures" / "broken_plans"
@@ -72,3 +71,22 @@ def test_several_plans_are_all_checked_and_all_reported(tmp_path: Path, capsys: 
     assert f"{second}:14: services.users.tables: key `tables` is given twice" in out
     assert "dbsplit: 2 of 3 plans failed the check" in err
     assert main(["plan", "check", str(good), str(good)]) == 0
+
+
+def test_the_run_refuses_uuid_key_on_a_composite_key_with_plan_checks_message(tmp_path: Path) -> None:
+    """resolve_table (run time, before any row moves) and plan check share the message and the fix."""
+    from dbsplit.catalog import TableInfo
+    from dbsplit.errors import SourceSchemaError
+    from dbsplit.plan import load_plan
+    from dbsplit.resolve import resolve_table
+
+    path = tmp_path / "plan.yaml"
+    path.write_text("version: 1\nname: k\nsource: {conn_id: src, schema: app}\nservices:\n  users:\n"
+                    "    target: {conn_id: users_db}\n    tables: [{source: memberships, uuid_key: true}]\n",
+                    encoding="utf-8")
+    plan = load_plan(path)
+    info = TableInfo("app", "memberships", (), ("user_id", "company_id"))
+    with pytest.raises(SourceSchemaError) as error:
+        resolve_table(plan, "users", plan.services["users"].tables[0], info, {}, None)  # type: ignore[arg-type]
+    expect, _ = expectation(CORPUS / "catalog" / "uuid-key-composite.yaml")
+    assert str(error.value).startswith(f"app.memberships: {expect} (user_id, company_id). Fix: remove `uuid_key`")

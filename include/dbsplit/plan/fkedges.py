@@ -25,6 +25,7 @@ class FkEdge:
 
     @property
     def edge(self) -> tuple[str, str]:
+        """(service, the service it follows), as migration_levels() takes it."""
         return self.service, self.depends_on
 
 

@@ -11,8 +11,19 @@ from typing import Any
 
 import yaml
 from yaml.constructor import SafeConstructor
-from yaml.events import (AliasEvent, DocumentEndEvent, DocumentStartEvent, Event, MappingEndEvent, MappingStartEvent,
-                         ScalarEvent, SequenceEndEvent, SequenceStartEvent, StreamEndEvent, StreamStartEvent)
+from yaml.events import (
+    AliasEvent,
+    DocumentEndEvent,
+    DocumentStartEvent,
+    Event,
+    MappingEndEvent,
+    MappingStartEvent,
+    ScalarEvent,
+    SequenceEndEvent,
+    SequenceStartEvent,
+    StreamEndEvent,
+    StreamStartEvent,
+)
 from yaml.nodes import ScalarNode
 from yaml.resolver import Resolver
 
@@ -24,9 +35,9 @@ _Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _RESOLVER = Resolver()
 _FIRST_CHARS = frozenset(c for c in Resolver.yaml_implicit_resolvers if c is not None)
 _NUMERIC_CHARS = frozenset("0123456789+-.<=")  # a number, a timestamp, `<<` or `=`: PyYAML's resolver decides
-_WORDS = {w: b for b, words in ((True, "yes Yes YES true True TRUE on On ON"), (False, "no No NO false False FALSE "
-                                                                               "off Off OFF")) for w in words.split()}
-_WORDS |= {w: None for w in ("~", "null", "Null", "NULL")}
+_TRUE, _FALSE = "yes Yes YES true True TRUE on On ON", "no No NO false False FALSE off Off OFF"
+_WORDS: dict[str, bool | None] = {w: True for w in _TRUE.split()} | {w: False for w in _FALSE.split()}
+_WORDS |= {w: None for w in ("~", "null", "Null", "NULL")}   # YAML 1.1 booleans and nulls, as PyYAML reads them
 _CONSTRUCTOR = SafeConstructor()
 _SCALAR_TAGS = {"tag:yaml.org,2002:" + t for t in ("str", "int", "float", "bool", "null", "timestamp", "binary")}
 
@@ -52,7 +63,7 @@ class Lines:
 class _Frame:
     """An open list or mapping: its container, the line of each entry, and what is pending."""
 
-    __slots__ = ("container", "lines", "is_map", "size", "key", "key_line", "anchor", "merges", "parent", "at", "line")
+    __slots__ = ("anchor", "at", "container", "is_map", "key", "key_line", "line", "lines", "merges", "parent", "size")
 
     def __init__(self, container: Any, parent: "_Frame | None", anchor: str | None, line: int) -> None:
         self.container, self.parent, self.anchor, self.line = container, parent, anchor, line
