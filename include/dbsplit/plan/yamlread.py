@@ -29,6 +29,7 @@ from yaml.resolver import Resolver
 
 MAX_ALIASES = 100           # `*name` references in one plan
 MAX_ALIAS_VALUES = 10_000   # values (scalars, lists, mappings) that aliases may add to the plan in total
+MAX_DEPTH = 64              # lists and mappings inside each other (a plan needs 7; libyaml slows down with depth)
 STR = "tag:yaml.org,2002:str"
 MERGE = "tag:yaml.org,2002:merge"
 _Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -130,7 +131,7 @@ class _Builder:
         self.anchors: dict[str, tuple[Any, int]] = {}
         self.lines = Lines()
         self.result: Any = None
-        self.aliases = self.alias_values = self.documents = 0
+        self.aliases = self.alias_values = self.documents = self.depth = 0
         self.handlers = {ScalarEvent: self._scalar, MappingStartEvent: self._open, SequenceStartEvent: self._open,
                          MappingEndEvent: self._close, SequenceEndEvent: self._close, AliasEvent: self._alias,
                          DocumentStartEvent: self._document, DocumentEndEvent: _ignore, StreamStartEvent: _ignore,
@@ -153,6 +154,9 @@ class _Builder:
         mapping = type(event) is MappingStartEvent
         if tag not in (None, "!", "tag:yaml.org,2002:map" if mapping else "tag:yaml.org,2002:seq"):
             raise YamlProblem(f"the YAML tag `{tag}` is not allowed in a plan", "remove the tag", line)
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            raise YamlProblem(f"lists and mappings are nested more than {MAX_DEPTH} deep", "flatten the plan", line)
         self.top = _Frame({} if mapping else [], self.top, event.anchor, line)
         self.lines.at[id(self.top.container)] = self.top.lines
         self.lines.keep.append(self.top.container)
@@ -160,7 +164,7 @@ class _Builder:
     def _close(self, event: Event) -> None:
         frame = self.top
         assert frame is not None
-        self.top = frame.parent
+        self.top, self.depth = frame.parent, self.depth - 1
         if frame.merges:
             _merge(frame, self.lines)
         self._value(frame.container, frame.size, frame.anchor, frame.line)
