@@ -46,14 +46,16 @@ def main(kind: str, megabytes: float) -> None:
     text = big_plan(megabytes) if kind == "big" else bomb()
     path = Path(tempfile.mkdtemp()) / f"{kind}.yaml"
     path.write_text(text, encoding="utf-8")
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     wall, cpu = time.perf_counter(), time.process_time()
     out = io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
         code = cli(["plan", "check", str(path)])
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"{kind}: {len(text) / 1e6:.1f} MB, exit {code}, {wall:.2f} s wall, {cpu:.2f} s CPU, peak RSS {peak:.0f} MB")
-    print(out.getvalue()[:300])
+    print(f"{kind}: {len(text) / 1e6:.1f} MB, exit {code}, {wall:.2f} s wall, {cpu:.2f} s CPU, peak RSS {peak:.0f} MB "
+          f"({before:.0f} MB before the check)")
+    print(out.getvalue()[:300], end="")
 
 
 if __name__ == "__main__":

@@ -57,7 +57,7 @@ class Lines:
 
     at: dict[int, Any] = field(default_factory=dict)          # id(container) -> {key: line} or [line, ...]
     repeated: list[tuple[list[Any], str, int, int]] = field(default_factory=list)  # path, key, first, again
-    keep: list[Any] = field(default_factory=list)              # the containers, so that their ids stay theirs
+    keep: list[Any] = field(default_factory=list)              # values replaced by a repeated key (ids kept)
     root: int = 1                                              # line of the document's first value
 
 
@@ -81,14 +81,19 @@ class _Frame:
 
 @contextmanager
 def no_gc() -> Iterator[None]:
-    """Pause the cyclic collector: building millions of acyclic containers would trigger it again and again."""
-    enabled = gc.isenabled()
+    """Pause the cyclic collector: building millions of acyclic containers would trigger it again and again.
+    Afterwards the new objects join the oldest generation unscanned (unless someone else froze objects)."""
+    enabled, frozen = gc.isenabled(), gc.get_freeze_count()
     gc.disable()
     try:
         yield
     finally:
+        if enabled and not frozen:
+            gc.freeze()      # what the collector would scan at its next run, all at once ...
         if enabled:
             gc.enable()
+        if enabled and not frozen:
+            gc.unfreeze()    # ... goes to the oldest generation instead, collected in its turn
 
 
 def read_yaml(text: str) -> tuple[Any, Lines]:
@@ -147,7 +152,18 @@ class _Builder:
         tag, value = event.tag, event.value
         if tag is not None or value == "" or (event.implicit[0] and value[0] in _FIRST_CHARS):
             value = _scalar(event)
-        self._value(value, 1, event.anchor, event.start_mark.line + 1)
+        top = self.top
+        if top is None or event.anchor:
+            self._value(value, 1, event.anchor, event.start_mark.line + 1)
+            return
+        top.size += 1     # the common case of _value(), inline: most events are scalars
+        if not top.is_map:
+            top.container.append(value)
+            top.lines.append(event.start_mark.line + 1)
+        elif top.key_line == 0:
+            top.key, top.key_line = value, event.start_mark.line + 1
+        else:
+            self._item(top, value)
 
     def _open(self, event: Any) -> None:
         tag, line = event.tag, event.start_mark.line + 1
@@ -159,7 +175,6 @@ class _Builder:
             raise YamlProblem(f"lists and mappings are nested more than {MAX_DEPTH} deep", "flatten the plan", line)
         self.top = _Frame({} if mapping else [], self.top, event.anchor, line)
         self.lines.at[id(self.top.container)] = self.top.lines
-        self.lines.keep.append(self.top.container)
 
     def _close(self, event: Event) -> None:
         frame = self.top
@@ -211,6 +226,7 @@ class _Builder:
             frame.merges.append(value)
         elif key in frame.container:
             self.lines.repeated.append((frame.path(), str(key), frame.lines[key], line))
+            self.lines.keep.append(frame.container[key])  # no longer in the data: its id must stay its own
             frame.container[key] = value
         else:
             frame.container[key] = value
