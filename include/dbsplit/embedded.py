@@ -49,3 +49,17 @@ def server_url(socket_dir: Path, dbname: str = "postgres") -> str:
 def pg_url() -> str:
     """The server dbsplit uses: $DBSPLIT_PG_URL, or the embedded server (started if needed)."""
     return os.environ.get("DBSPLIT_PG_URL") or start()
+
+
+def running_url(pgdata: Path | None = None) -> str | None:
+    """The URL of the embedded server if it runs now (read from its postmaster.pid), without starting it."""
+    try:
+        lines = ((pgdata or data_dir()).resolve() / "postmaster.pid").read_text(encoding="utf-8").splitlines()
+        pid, port, socket_dir = int(lines[0]), int(lines[3]), lines[4].strip()
+        os.kill(pid, 0)
+    except (OSError, ValueError, IndexError):
+        return None
+    if not socket_dir:
+        return None
+    url = server_url(Path(socket_dir))
+    return url if port == 5432 else f"{url}&port={port}"

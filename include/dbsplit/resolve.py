@@ -13,6 +13,7 @@ import psycopg
 from dbsplit import catalog
 from dbsplit.catalog import Column, TableInfo
 from dbsplit.errors import SourceSchemaError
+from dbsplit.plan.keys import uuid_key_problem
 from dbsplit.plan.models import Plan
 from dbsplit.plan.routes import TableRoute
 from dbsplit.resolved import ColumnMap, ResolvedTable, SoftReference
@@ -62,9 +63,8 @@ def resolve_table(plan: Plan, service: str, route: TableRoute, info: TableInfo, 
                   conn: psycopg.Connection) -> ResolvedTable:
     """One route: its ColumnMaps, keys, kept foreign keys and soft references."""
     source_name = f"{info.schema}.{info.name}"
-    if route.uuid_key and len(info.primary_key) != 1:
-        raise SourceSchemaError(f"{source_name}: uuid_key needs a one-column primary key, found "
-                                f"{list(info.primary_key) or 'none'}. Fix: remove uuid_key or add such a key.")
+    if route.uuid_key and (problem := uuid_key_problem(source_name, info.primary_key)):
+        raise SourceSchemaError(f"{source_name}: {problem[0]}. Fix: {problem[1]}")
     refs = _references(plan, route, info, who)
     kept = [c for c in info.columns if c.generated_expr is None and (route.columns is None or c.name in route.columns)]
     maps = [m for c in kept if (m := _column_map(route, c, info, source_name, refs, who)) is not None]

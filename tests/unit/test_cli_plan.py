@@ -35,9 +35,11 @@ services:
 
 
 @pytest.fixture(autouse=True)
-def _no_source_connection(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("AIRFLOW_CONN_DEMO_SRC", "AIRFLOW_CONN_JOBBOARD_MONOLITH"):
+def _no_source_connection(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No source variable, and a local environment without a server."""
+    for name in ("AIRFLOW_CONN_DEMO_SRC", "AIRFLOW_CONN_JOBBOARD_MONOLITH", "DBSPLIT_PG_URL"):
         monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("DBSPLIT_HOME", str(tmp_path / "no-local-env"))
 
 
 def write(tmp_path: Path, text: str = PLAN) -> Path:
@@ -51,8 +53,8 @@ def test_check_ok_prints_one_summary_line(tmp_path: Path, capsys: pytest.Capture
     assert main(["plan", "check", str(path)]) == 0
     out, err = capsys.readouterr()
     assert out == (f"{path}: OK, plan 'demo': 3 services, 2 tables and 1 whole schema, 2 migration levels; "
-                   "source not checked\n")
-    assert "warning: no source to check against: pass --source-url or define AIRFLOW_CONN_DEMO_SRC" in err
+                   "not checked against a source\n")
+    assert "warning: no source to check against: pass --source-url, define AIRFLOW_CONN_DEMO_SRC, or set up" in err
 
 
 def test_check_example_plan(capsys: pytest.CaptureFixture[str]) -> None:
@@ -78,20 +80,23 @@ def test_check_missing_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     assert "nope.yaml: (file): cannot read the plan" in capsys.readouterr().out
 
 
-def test_check_skips_an_unreachable_source_with_a_warning(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["plan", "check", str(write(tmp_path)), "--source-url", UNREACHABLE]) == 0
+def test_check_fails_on_an_unreachable_source_with_the_whole_error(tmp_path: Path,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    path = write(tmp_path)
+    assert main(["plan", "check", str(path), "--source-url", UNREACHABLE]) == 2
     out, err = capsys.readouterr()
-    assert out.endswith("source not checked\n")
-    assert "warning: the source database is not reachable (" in err
-    assert "skipped the checks against the source" in err
+    assert "OK" not in out
+    assert err.startswith(f"dbsplit: {path}: cannot check against the source (--source-url): the source database is "
+                          'not reachable: connection failed: connection to server at "127.0.0.1", port 1 failed:')
 
 
 def test_check_uses_the_source_connection_variable(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AIRFLOW_CONN_DEMO_SRC", '{"conn_type": "postgres", "host": "127.0.0.1", "port": 1, "login": '
                                                 '"nobody", "schema": "nothing", "extra": {"connect_timeout": "2"}}')
-    assert main(["plan", "check", str(write(tmp_path))]) == 0
-    assert "the source database is not reachable" in capsys.readouterr().err
+    assert main(["plan", "check", str(write(tmp_path))]) == 2
+    assert "cannot check against the source (AIRFLOW_CONN_DEMO_SRC): the source database is not reachable" in \
+        capsys.readouterr().err
 
 
 def test_check_finds_missing_expectation_suites(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -112,7 +117,8 @@ def test_show_lists_levels_targets_tables_and_dags(tmp_path: Path, capsys: pytes
     assert main(["plan", "show", str(write(tmp_path))]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[1] == "DAG dbsplit_orchestrator migrates the levels in order"
-    assert out[2:] == [
+    assert out[2] == "order from the plan's references only (not checked against a source)"
+    assert out[3:] == [
         "level 1 (2 services, independent of each other):",
         "  users -> users_db/public",
         "    DAGs: dbsplit_migrate_users, dbsplit_resync_users (schedule 0 2 * * *, on_conflict source_wins)",
@@ -190,10 +196,10 @@ def test_init_needs_a_source(capsys: pytest.CaptureFixture[str]) -> None:
     assert "--source" in capsys.readouterr().err
 
 
-def test_check_warns_about_an_invalid_connection_variable(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+def test_check_fails_on_an_invalid_connection_variable(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AIRFLOW_CONN_DEMO_SRC", "{not json")
-    assert main(["plan", "check", str(write(tmp_path))]) == 0
+    assert main(["plan", "check", str(write(tmp_path))]) == 2
     out, err = capsys.readouterr()
-    assert out.endswith("source not checked\n")
-    assert "warning: AIRFLOW_CONN_DEMO_SRC is not a valid connection JSON" in err
+    assert "OK" not in out
+    assert "AIRFLOW_CONN_DEMO_SRC is not a valid connection JSON" in err

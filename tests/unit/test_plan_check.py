@@ -183,7 +183,7 @@ def test_cli_check_with_source_url(tmp_path: Path, source: str, capsys: pytest.C
     path.write_text(HEAD + "      - users\n", encoding="utf-8")
     assert main(["plan", "check", str(path), "--source-url", source]) == 0
     assert capsys.readouterr().out == (f"{path}: OK, plan 'demo': 3 services, 2 tables and 1 whole schema, "
-                                       "1 migration level; source checked\n")
+                                       "1 migration level; checked against the source (--source-url)\n")
     path.write_text(HEAD + "      - source: users\n        watermark: email\n", encoding="utf-8")
     assert main(["plan", "check", str(path), "--source-url", source]) == 2
     out, err = capsys.readouterr()

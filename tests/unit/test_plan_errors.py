@@ -228,9 +228,8 @@ CASES = [
   users:
     target: {conn_id: src}
     tables: [users]
-""", 9, "services.users.target",
-     "service 'users' would load into schema public of the source database, which the plan reads",
-     "another `conn_id`"),
+""", 9, "services.users.target.conn_id",
+     "service 'users' would load into the source database (connection `src`)", "a `conn_id` of its own"),
     ("reference-unknown-service", HEAD + """\
   users:
     target: {conn_id: users_db}

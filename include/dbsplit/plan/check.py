@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import psycopg
@@ -14,6 +14,8 @@ from dbsplit.errors import PlanProblem
 from dbsplit.plan.columns import clashes
 from dbsplit.plan.document import Issue, Loc, PlanDocument
 from dbsplit.plan.fields import did_you_mean
+from dbsplit.plan.fkedges import FkEdge, catalog_edges, cycle_issues
+from dbsplit.plan.keys import uuid_key_problem
 from dbsplit.plan.models import Plan, TableRoute
 from dbsplit.plan.source import WATERMARK_TYPES, SourceCatalog
 
@@ -24,24 +26,27 @@ class SourceCheck:
 
     problems: list[PlanProblem]
     skipped: str | None = None
+    edges: list[FkEdge] = field(default_factory=list)   # service dependencies from the catalog's foreign keys
 
 
 def check_source(plan: Plan, doc: PlanDocument, conninfo: str, timeout_s: int = 5) -> SourceCheck:
-    """Check the plan against the source catalog in a read-only transaction; skip when unreachable."""
+    """Check the plan against the source catalog in a read-only transaction; `skipped` says why it could not."""
     try:
         conn = connect_source(conninfo, connect_timeout=timeout_s)
     except psycopg.Error as exc:
-        reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
-        return SourceCheck([], f"the source database is not reachable ({reason})")
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        return SourceCheck([], f"the source database is not reachable: {reason}")
     with conn:
         conn.read_only = True
         try:
-            issues = source_issues(plan, SourceCatalog(conn))
+            cat = SourceCatalog(conn)
+            issues = source_issues(plan, cat)
+            edges = catalog_edges(plan, cat)
         except psycopg.Error as exc:
-            return SourceCheck([], f"reading the source catalog failed ({str(exc).strip() or type(exc).__name__})")
+            return SourceCheck([], f"reading the source catalog failed: {' '.join(str(exc).split())}")
         finally:
             conn.rollback()
-    return SourceCheck(doc.problems(issues))
+    return SourceCheck(doc.problems(issues + cycle_issues(plan, edges)), None, edges)
 
 
 def file_issues(plan: Plan, doc: PlanDocument) -> list[PlanProblem]:
@@ -144,9 +149,8 @@ def _unknown_type(loc: Loc, type_text: str) -> Issue:
 
 
 def _keys(route: TableRoute, info: TableInfo, loc: Loc) -> list[Issue]:
-    if route.uuid_key and not info.primary_key:
-        return [Issue(loc + ("uuid_key",), f"`uuid_key` needs a primary key, and {info.schema}.{info.name} has none",
-                      "add a primary key to the source table, or remove `uuid_key`")]
+    if route.uuid_key and (problem := uuid_key_problem(f"{info.schema}.{info.name}", info.primary_key)):
+        return [Issue(loc + ("uuid_key",), *problem)]
     issues = []
     for key in info.primary_key:
         transform = route.transforms.get(key)
@@ -161,7 +165,15 @@ def _keys(route: TableRoute, info: TableInfo, loc: Loc) -> list[Issue]:
             issues.append(Issue(loc + ("transforms", key), f"`{key}` becomes a UUID (uuid_key) and cannot be "
                                                             f"{'masked' if transform.mask else 'cast'}",
                                 "remove the transform, or remove `uuid_key`"))
+        elif transform and transform.mask:
+            issues.append(Issue(loc + ("transforms", key, "mask"), f"`{key}` is the primary key and cannot be masked: "
+                                f"mask {transform.mask} would {_MASK_EFFECT[transform.mask]}",
+                                "remove the mask; to hide the key, give the table `uuid_key: true` instead"))
     return issues
+
+
+_MASK_EFFECT = {"null": "empty the key", "hash": "turn the key into text that no reference matches",
+                "redact": "give every row the same key"}
 
 
 def _watermark(cat: SourceCatalog, column: str, info: TableInfo, loc: Loc) -> list[Issue]:

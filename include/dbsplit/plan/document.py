@@ -1,4 +1,4 @@
-"""A plan file as read: its text, YAML node tree (for line numbers) and data."""
+"""A plan file as read: its data, the line of every key and item, and its problems located by line."""
 
 from __future__ import annotations
 
@@ -6,9 +6,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from dbsplit.errors import PlanError, PlanProblem
+from dbsplit.plan.yamlread import Lines, YamlProblem, read_yaml
 
 Loc = tuple[str | int, ...]
 
@@ -28,8 +27,8 @@ class PlanDocument:
     """A parsed plan file; turns Issues into PlanProblems with file, line and field path."""
 
     path: Path
-    root: yaml.Node
     data: dict[str, Any]
+    lines: Lines
 
     @classmethod
     def read(cls, path: str | Path) -> "PlanDocument":
@@ -42,21 +41,17 @@ class PlanDocument:
             raise PlanError([PlanProblem(str(path), None, "(file)", f"cannot read the plan: {reason}",
                                          "pass the path of an existing plan YAML file")]) from exc
         try:
-            root = yaml.compose(text)
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            raise PlanError([PlanProblem(str(path), mark.line + 1 if mark else None, "(syntax)",
-                                         f"invalid YAML: {getattr(exc, 'problem', None) or exc}",
-                                         "correct the YAML syntax at that line")]) from exc
-        if root is None or not isinstance(data, dict):
-            raise PlanError([PlanProblem(str(path), 1, "(document)", "the plan must be a YAML mapping",
+            data, lines = read_yaml(text)
+        except YamlProblem as exc:
+            raise PlanError([PlanProblem(str(path), exc.line, "(syntax)", exc.message, exc.fix)]) from exc
+        if not isinstance(data, dict):
+            raise PlanError([PlanProblem(str(path), lines.root, "(document)", "the plan must be a YAML mapping",
                                          "start with `version: 1`, `name:`, `source:` and `services:`")])
-        return cls(path, root, data)
+        return cls(path, data, lines)
 
     def line_of(self, loc: Loc) -> int:
-        """1-based line of the node at loc, or of its deepest existing ancestor."""
-        return line_of(self.root, loc)
+        """1-based line of the value at loc, or of its deepest existing ancestor."""
+        return line_of(self.data, self.lines, loc)
 
     def problem(self, issue: Issue) -> PlanProblem:
         field = ".".join(str(p) for p in issue.loc) or "(plan)"
@@ -69,39 +64,23 @@ class PlanDocument:
 
     def duplicate_keys(self) -> list[Issue]:
         """Keys given twice in one mapping (YAML would silently keep the last)."""
-        return list(_duplicates(self.root, ()))
+        return [Issue(tuple(path) + (key,), f"key `{key}` is given twice (lines {first} and {again})",
+                      "keep one of them; YAML would silently use the last", again)
+                for path, key, first, again in self.lines.repeated]
 
 
-def line_of(node: yaml.Node | None, loc: Loc) -> int:
-    """1-based line of the YAML node at a location (its deepest existing ancestor)."""
-    if node is None:
-        return 1
-    line = node.start_mark.line + 1
+def line_of(data: Any, lines: Lines, loc: Loc) -> int:
+    """1-based line of the value at a location (its deepest existing ancestor)."""
+    line, node = 1, data
     for part in loc:
-        if isinstance(node, yaml.MappingNode):
-            match = next(((k, v) for k, v in node.value if k.value == str(part)), None)
-            if match is None:
+        at = lines.at.get(id(node))
+        if isinstance(node, dict) and at is not None:
+            key = part if part in node else next((k for k in node if str(k) == str(part)), None)
+            if key is None or key not in at:
                 return line
-            key, node = match
-            line = key.start_mark.line + 1
-        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
-            node = node.value[part]
-            line = node.start_mark.line + 1
+            line, node = at[key], node[key]
+        elif isinstance(node, list) and at is not None and isinstance(part, int) and 0 <= part < len(node):
+            line, node = at[part], node[part]
         else:
             return line
     return line
-
-
-def _duplicates(node: yaml.Node, loc: Loc) -> Any:
-    if isinstance(node, yaml.MappingNode):
-        seen: dict[str, int] = {}
-        for key, value in node.value:
-            name, line = str(key.value), key.start_mark.line + 1
-            if name in seen:
-                yield Issue(loc + (name,), f"key `{name}` is given twice (lines {seen[name]} and {line})",
-                            "keep one of them; YAML would silently use the last", line)
-            seen.setdefault(name, line)
-            yield from _duplicates(value, loc + (name,))
-    elif isinstance(node, yaml.SequenceNode):
-        for index, item in enumerate(node.value):
-            yield from _duplicates(item, loc + (index,))

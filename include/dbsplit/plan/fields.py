@@ -16,9 +16,10 @@ PG_NAME_MAX = 63  # PostgreSQL truncates longer identifiers (NAMEDATALEN - 1)
 
 
 class Strict(BaseModel):
-    """Base of every plan model: unknown keys are errors and loaded plans are immutable."""
+    """Base of every plan model: unknown keys are errors, values keep their YAML type (`true` is no number, `1`
+    no text) and loaded plans are immutable."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 def fail(message: str, fix: str) -> PydanticCustomError:
@@ -48,7 +49,10 @@ def _pattern(regex: str, what: str, fix: str, special: Callable[[str], str | Non
 def _pg_name(value: str) -> str:
     if not value:
         raise fail("the name is empty", "give a PostgreSQL name (table, column or schema)")
-    if len(value.encode()) > PG_NAME_MAX or "\0" in value:
+    if "\0" in value:
+        raise fail(f"`{value.split(chr(0))[0][:20]}…` holds a NUL character (\\0), which PostgreSQL names cannot hold",
+                   "remove the NUL character (in YAML, `\\0` inside double quotes is one)")
+    if len(value.encode()) > PG_NAME_MAX:
         raise fail(f"`{value[:20]}…` is longer than {PG_NAME_MAX} bytes, PostgreSQL's limit for names",
                    f"use a name of at most {PG_NAME_MAX} bytes")
     return value

@@ -13,6 +13,7 @@ from dbsplit.plan.messages import issue_from_error
 from dbsplit.plan.models import Plan
 from dbsplit.plan.partial import partial_scope
 from dbsplit.plan.semantic import Scope, semantic_issues
+from dbsplit.plan.yamlread import no_gc
 
 
 def load_plan(path: str | Path) -> Plan:
@@ -22,8 +23,9 @@ def load_plan(path: str | Path) -> Plan:
 
 def read_plan(path: str | Path) -> tuple[Plan, PlanDocument]:
     """Like load_plan, also returning the parsed document (to locate later findings by line)."""
-    doc = PlanDocument.read(path)
-    plan, issues = validate(doc.data)
+    with no_gc():  # a plan is millions of small acyclic objects at most: collecting cycles meanwhile only costs
+        doc = PlanDocument.read(path)
+        plan, issues = validate(doc.data)
     issues = doc.duplicate_keys() + issues
     if plan is None or issues:
         raise PlanError(doc.problems(issues))

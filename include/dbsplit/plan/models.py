@@ -10,7 +10,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from dbsplit.plan.fields import ConnId, PgName, PlanName, Schedule, ServiceName, Strict, fail
-from dbsplit.plan.routes import AddColumn, TableRoute, Transform
+from dbsplit.plan.routes import MAX_CHUNK_ROWS, MAX_REJECTED_ROWS, AddColumn, TableRoute, Transform
 from dbsplit.resolved import plan_namespace
 
 __all__ = ["AddColumn", "Defaults", "MaskSalt", "Plan", "Resync", "Service", "SourceConfig", "TableRoute",
@@ -60,8 +60,8 @@ class Defaults(Strict):
     """Settings every table inherits."""
 
     retries: int = Field(2, ge=0, le=10)
-    chunk_rows: int = Field(100_000, ge=1_000)
-    max_rejected_rows: int = Field(0, ge=0)
+    chunk_rows: int = Field(100_000, ge=1_000, le=MAX_CHUNK_ROWS)
+    max_rejected_rows: int = Field(0, ge=0, le=MAX_REJECTED_ROWS)
     mask_salt: MaskSalt | None = None
 
 
@@ -76,9 +76,9 @@ class Service(Strict):
     """A service: its target database and the source tables (or whole schemas) it owns."""
 
     target: TargetConfig
-    schemas: list[PgName] = []
+    schemas: list[PgName] = Field(default_factory=list)
     resync: Resync = Resync()
-    tables: list[TableRoute] = []
+    tables: list[TableRoute] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _owns_something(self) -> "Service":
@@ -98,7 +98,7 @@ class Plan(Strict):
 
     version: int = Field(description="plan format version; this release reads version 1")
     name: PlanName
-    namespace: uuid.UUID | None = None
+    namespace: uuid.UUID | None = Field(None, strict=False)  # YAML gives the UUID as text
     source: SourceConfig
     defaults: Defaults = Defaults()
     services: dict[ServiceName, Service] = Field(min_length=1)

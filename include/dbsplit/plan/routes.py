@@ -10,6 +10,8 @@ from dbsplit.plan.fields import (
     CustomRef, JsonPath, PgName, RefTarget, SourceTable, SqlLiteral, SqlText, Strict, TypeText, did_you_mean, fail,
 )
 
+MAX_CHUNK_ROWS = 10_000_000            # rows of one chunk held in memory; the state table keeps it as integer
+MAX_REJECTED_ROWS = 2_147_483_647      # PostgreSQL integer
 TRANSFORM_FORMS = "drop, {mask: hash|redact|null}, {rename: new_name} or {cast: type}"
 
 
@@ -68,14 +70,14 @@ class TableRoute(Strict):
     columns: list[PgName] | None = Field(None, min_length=1)
     filter: SqlText | None = None
     uuid_key: bool = False
-    transforms: dict[PgName, Transform] = {}
-    add_columns: dict[PgName, AddColumn] = {}
+    transforms: dict[PgName, Transform] = Field(default_factory=dict)
+    add_columns: dict[PgName, AddColumn] = Field(default_factory=dict)
     custom: CustomRef | None = None
-    references: dict[PgName, RefTarget] = {}
+    references: dict[PgName, RefTarget] = Field(default_factory=dict)
     watermark: PgName | None = None
-    chunk_rows: int | None = Field(None, ge=1_000)
+    chunk_rows: int | None = Field(None, ge=1_000, le=MAX_CHUNK_ROWS)
     expectations: JsonPath | None = None
-    max_rejected_rows: int | None = Field(None, ge=0)
+    max_rejected_rows: int | None = Field(None, ge=0, le=MAX_REJECTED_ROWS)
 
     @model_validator(mode="before")
     @classmethod

@@ -9,6 +9,7 @@ from dbsplit.plan.columns import route_column_issues
 from dbsplit.plan.document import Issue, Loc
 from dbsplit.plan.fields import did_you_mean
 from dbsplit.plan.models import Plan, TableRoute
+from dbsplit.plan.naming import airflow_key, connection_issues, schema_issues
 from dbsplit.plan.order import describe_cycle, find_cycles, reference_edges
 
 
@@ -32,7 +33,8 @@ class Scope:
 
 def semantic_issues(scope: Scope) -> list[Issue]:
     """Every problem the plan's parts have together (each part already valid on its own)."""
-    checks = (_routed_twice, _target_names, _shared_targets, _whole_schemas, _references, _cycles, _salt)
+    checks = (connection_issues, schema_issues, _routed_twice, _target_names, _shared_targets, _whole_schemas,
+              _references, _cycles, _salt)
     issues = [issue for check in checks for issue in check(scope)]
     for service, index, route in scope.plan.routes():
         issues += route_column_issues(route, scope.route_loc(service, index))
@@ -44,8 +46,8 @@ def _routed_twice(scope: Scope) -> Iterator[Issue]:
     for service, index, route in scope.targeted_routes():
         target = plan.services[service].target
         key = (plan.qualified_source(route), route.target_name, tuple(route.columns or ()))
-        first = seen.setdefault(key, (service, (target.conn_id, target.schema_)))
-        if first[0] != service and first[1] != (target.conn_id, target.schema_):
+        first = seen.setdefault(key, (service, (airflow_key(target.conn_id), target.schema_)))
+        if first[0] != service and first[1] != (airflow_key(target.conn_id), target.schema_):
             yield Issue(scope.route_loc(service, index),
                         f"source table {key[0]} is routed to both '{first[0]}' and '{service}' "
                         f"under the same name `{route.target_name}`",
@@ -57,7 +59,7 @@ def _target_names(scope: Scope) -> Iterator[Issue]:
     plan, seen = scope.plan, {}
     for service, index, route in scope.targeted_routes():
         target = plan.services[service].target
-        key = (target.conn_id, target.schema_, route.target_name)
+        key = (airflow_key(target.conn_id), target.schema_, route.target_name)
         first = seen.setdefault(key, (service, index))
         if first != (service, index):
             who = f"service '{service}' loads" if first[0] == service else \
@@ -69,21 +71,14 @@ def _target_names(scope: Scope) -> Iterator[Issue]:
 
 def _shared_targets(scope: Scope) -> Iterator[Issue]:
     plan, seen = scope.plan, {}
-    read = {plan.source.schema_} | {r.source_schema for _, _, r in plan.routes() if r.source_schema}
-    read |= {s for service in plan.services.values() for s in service.schemas}
     for name, service in plan.services.items():
         if name in scope.no_target:
             continue
-        key = (service.target.conn_id, service.target.schema_)
-        if key[0] == plan.source.conn_id and key[1] in read:
-            yield Issue(("services", name, "target"),
-                        f"service '{name}' would load into schema {key[1]} of the source database, "
-                        "which the plan reads",
-                        "load into the service's own database (another `conn_id`) or another `schema`")
+        key = (airflow_key(service.target.conn_id), service.target.schema_)
         first = seen.setdefault(key, name)
         if first != name:
             yield Issue(("services", name, "target"),
-                        f"services '{first}' and '{name}' both load into {key[0]} schema {key[1]}",
+                        f"services '{first}' and '{name}' both load into {service.target.conn_id} schema {key[1]}",
                         "services may share a database only with distinct schemas: give one another `schema` "
                         "or another `conn_id`")
 
