@@ -60,11 +60,23 @@ def check_source(plan: Plan, conninfo: str) -> None:
             f"database {plan.source.conn_id!r} on the dbsplit server (`dbsplit pg url {plan.source.conn_id}`)") from exc
 
 
-def service_order(plan: Plan, services: list[str] | None = None) -> list[str]:
-    """The services to run, in migration order (a service after the services it references)."""
+def catalog_edges(plan: Plan, conninfo: str) -> list[tuple[str, str]]:
+    """(service, the service it follows) for each foreign key of the source between two services' tables."""
+    from dbsplit.conn import connect_source
+    from dbsplit.plan.fkedges import catalog_edges as fk_edges
+    from dbsplit.plan.source import SourceCatalog
+
+    with connect_source(conninfo, connect_timeout=10) as conn:
+        return [e.edge for e in fk_edges(plan, SourceCatalog(conn))]
+
+
+def service_order(plan: Plan, services: list[str] | None = None,
+                  edges: list[tuple[str, str]] | None = None) -> list[str]:
+    """The services to run, in migration order: a service after the services it references, in the plan
+    or through the source's foreign keys (edges)."""
     from dbsplit.plan.order import migration_levels
 
-    order = [name for level in migration_levels(plan) for name in level]
+    order = [name for level in migration_levels(plan, edges or ()) for name in level]
     unknown = sorted(set(services or ()) - set(order))
     if unknown:
         raise DbsplitError(f"plan {plan.name!r} has no service {', '.join(unknown)}. "
@@ -99,9 +111,9 @@ def run_plan(plan_path: Path, services: list[str] | None = None, orchestrator: b
 
     out = out or sys.stdout
     plan = load_plan(plan_path)
-    names = service_order(plan, services)
     conninfos, env = connections(plan)
     check_source(plan, conninfos[plan.source.conn_id])
+    names = service_order(plan, services, catalog_edges(plan, conninfos[plan.source.conn_id]))
     os.environ.setdefault("DBSPLIT_REPORTS_DIR", str(dbsplit_home() / "reports"))
     env |= plan_variables(plan) | {"DBSPLIT_PLANS": str(Path(plan_path).resolve()),
                                    "DBSPLIT_REPORTS_DIR": os.environ["DBSPLIT_REPORTS_DIR"]}

@@ -76,3 +76,16 @@ def test_describe_cycle() -> None:
     assert describe_cycle(["a", "b", "a"]) == "services 'a' and 'b' reference each other: a -> b -> a"
     assert describe_cycle(["a", "b", "c", "a"]) == ("services 'a', 'b' and 'c' reference each other: "
                                                     "a -> b -> c -> a")
+
+
+def test_local_runner_orders_services_by_the_catalog_edges_too() -> None:
+    """`dbsplit run` puts a service after the one its tables reference through a source foreign key."""
+    from dbsplit.localrun import service_order
+
+    plan = Plan.model_validate({
+        "version": 1, "name": "p", "source": {"conn_id": "src"},
+        "services": {"users": {"target": {"conn_id": "u"}, "tables": ["users"]},
+                     "jobs": {"target": {"conn_id": "j"}, "tables": ["jobs"]}}})
+    assert service_order(plan) == ["users", "jobs"]
+    assert service_order(plan, edges=[("users", "jobs")]) == ["jobs", "users"]
+    assert service_order(plan, ["users"], edges=[("users", "jobs")]) == ["users"]
