@@ -27,10 +27,10 @@ SALT = b"bench-salt"
 def passthrough_chunk(src: str, dst: str, table: Any, chunk: Any, tmp: str) -> int:
     """runtime.extract then runtime.load for a pass-through chunk: binary COPY into a staging file while a
     second session checksums the same snapshot, then the file into the staging table."""
-    from dbsplit.move import copy
-    from dbsplit.move.chunks import chunk_where
-    from dbsplit.staging import STAGING, side_name
-    from dbsplit.validate import checksums
+    from dbsplit.pg import copy
+    from dbsplit.engine.migrate.chunks import chunk_where
+    from dbsplit.pg.staging import STAGING, side_name
+    from dbsplit.engine.verify import checksums
 
     cols = [m.target for m in table.columns]
     relation = sql.Identifier(table.source_schema, table.source_table)
@@ -55,10 +55,10 @@ def passthrough_chunk(src: str, dst: str, table: Any, chunk: Any, tmp: str) -> i
 
 def transformed_chunk(src: str, dst: str, table: Any, chunk: Any, tmp: str) -> int:
     """runtime.extract, transform and load for a chunk of a table with transforms."""
-    from dbsplit.move.chunks import chunk_where
-    from dbsplit.move.copy import source_connection
-    from dbsplit.move.transform import extract_chunk, load_chunk, transform_chunk
-    from dbsplit.staging import STAGING, side_name
+    from dbsplit.engine.migrate.chunks import chunk_where
+    from dbsplit.pg.copy import source_connection
+    from dbsplit.engine.migrate.transform import extract_chunk, load_chunk, transform_chunk
+    from dbsplit.pg.staging import STAGING, side_name
 
     a, b = Path(tmp) / f"chunk-{chunk.index:05d}.extract", Path(tmp) / f"chunk-{chunk.index:05d}.load"
     with source_connection(src) as s, s.transaction():
@@ -73,8 +73,8 @@ def transformed_chunk(src: str, dst: str, table: Any, chunk: Any, tmp: str) -> i
 
 def _chunk_task(args: tuple) -> tuple[int, int]:
     src, dst, table, chunk, tmp = args
-    from dbsplit.move.chunks import Chunk
-    from dbsplit.resolved import ResolvedTable
+    from dbsplit.engine.migrate.chunks import Chunk
+    from dbsplit.model.resolved import ResolvedTable
 
     rt, c = ResolvedTable.from_dict(table), Chunk.from_dict(chunk)
     rows = (passthrough_chunk if rt.passthrough else transformed_chunk)(src, dst, rt, c, tmp)
@@ -83,9 +83,9 @@ def _chunk_task(args: tuple) -> tuple[int, int]:
 
 def run_table(src: str, dst: str, table: Any, chunk_rows: int, workers: int) -> dict:
     """Move one table into its staging table as the DAG does; seconds, rows, chunks, peak RSS of a worker."""
-    from dbsplit import catalog, staging
-    from dbsplit.move import copy
-    from dbsplit.move.chunks import plan_chunks
+    from dbsplit.pg import catalog, staging
+    from dbsplit.pg import copy
+    from dbsplit.engine.migrate.chunks import plan_chunks
 
     t0 = time.perf_counter()
     with copy.source_connection(src) as s, s.transaction():

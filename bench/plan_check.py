@@ -41,7 +41,7 @@ def bomb(levels: int = 9, width: int = 9) -> str:
 
 
 def main(kind: str, megabytes: float) -> None:
-    from dbsplit.cli import main as cli
+    from dbsplit.local.cli import main as cli
 
     text = big_plan(megabytes) if kind == "big" else bomb()
     path = Path(tempfile.mkdtemp()) / f"{kind}.yaml"

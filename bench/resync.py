@@ -88,7 +88,7 @@ ROUND = 0   # rounds count on across runs: round i's changes happen in hour i (s
 
 
 def passthrough_table():
-    from dbsplit.resolved import ColumnMap, ResolvedTable
+    from dbsplit.model.resolved import ColumnMap, ResolvedTable
 
     cols = tuple(ColumnMap(n, t, nn, "copy", (n,)) for n, t, nn in COLUMNS)
     return ResolvedTable("bench", "public", "events", "public", "events", cols, ("id",), ("id",),
@@ -96,7 +96,7 @@ def passthrough_table():
 
 
 def transformed_table():
-    from dbsplit.resolved import ColumnMap, ResolvedTable
+    from dbsplit.model.resolved import ColumnMap, ResolvedTable
 
     cols = []
     for n, t, nn in COLUMNS:
@@ -113,7 +113,7 @@ def transformed_table():
 
 
 def prepare(server: str, rows: int) -> tuple[str, str]:
-    from dbsplit.conn import with_dbname
+    from dbsplit.pg.conn import with_dbname
 
     with psycopg.connect(server, autocommit=True) as conn:
         for db in (SRC_DB, DST_DB):
@@ -139,7 +139,7 @@ def full_load_dbsplit(src: str, dst: str, chunk_rows: int = 100_000, workers: in
     """dbsplit's pass-through load of the table (bench/dag_paths.py), promoted as public.events."""
     import dag_paths
 
-    from dbsplit import staging
+    from dbsplit.pg import staging
 
     staged = staging.side_name("public", "events")
     with psycopg.connect(dst, autocommit=True) as d:
@@ -159,8 +159,8 @@ def full_load_dbsplit(src: str, dst: str, chunk_rows: int = 100_000, workers: in
 
 def full_load_transformed(src: str, dst: str, chunk: int = 100_000) -> float:
     """The transformed path (extract_chunk -> transform_chunk -> load_chunk) into events_t."""
-    from dbsplit.move.copy import source_connection
-    from dbsplit.move.transform import extract_chunk, load_chunk, transform_chunk
+    from dbsplit.pg.copy import source_connection
+    from dbsplit.engine.migrate.transform import extract_chunk, load_chunk, transform_chunk
 
     table = transformed_table()
     with psycopg.connect(dst, autocommit=True) as d:
@@ -234,7 +234,7 @@ def change(src: str, rows: int, fraction: float, round_no: int) -> dict[str, int
 
 
 def table_fingerprint(conninfo: str, table: str, columns: list[str]) -> tuple[int, str]:
-    from dbsplit.validate import checksums
+    from dbsplit.engine.verify import checksums
 
     with psycopg.connect(conninfo) as c:
         c.execute("SET TimeZone = 'UTC'")
@@ -245,7 +245,7 @@ def table_fingerprint(conninfo: str, table: str, columns: list[str]) -> tuple[in
 def run(label: str, src: str, dst: str, table, loads, rows: int, fraction: float, repeat: int,
         check_equal: bool, checkpoint: bool = False) -> None:
     """loads: (name, function) of full loads to time, twice each; the last one populates the resync target."""
-    from dbsplit.move.resync import install_change_tracking, resync_table
+    from dbsplit.engine.resync.resync import install_change_tracking, resync_table
 
     fulls: dict[str, float] = {}
     full_wal: dict[str, int] = {}
@@ -331,7 +331,7 @@ def main() -> None:
                     args.rows, args.changes, args.repeat, False, args.checkpoint)
         finally:
             if pgdata is not None:
-                from dbsplit import embedded
+                from dbsplit.local import embedded
 
                 embedded.stop(pgdata)
 

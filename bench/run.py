@@ -40,7 +40,7 @@ COLS = ["id", "user_id", "company_id", "title", "email", "amount", "created_at",
 
 
 def _passthrough_table():
-    from dbsplit.resolved import ColumnMap, ResolvedTable
+    from dbsplit.model.resolved import ColumnMap, ResolvedTable
 
     types = ["bigint", "bigint", "bigint", "text", "character varying(200)", "numeric(12,2)",
              "timestamp with time zone", "jsonb", "boolean", "text"]
@@ -63,13 +63,13 @@ def child_validate(src: str, dst: str, chunk_rows: int) -> dict:
     side by side with the GX checks (as runtime.validate runs them). GX's import, paid once by each
     task process whatever the table's size, is timed apart."""
     t = time.perf_counter()
-    from dbsplit.validate.gx_checks import validate_table
+    from dbsplit.engine.verify.gx_checks import validate_table
     import great_expectations  # noqa: F401
 
     gx_import = time.perf_counter() - t
-    from dbsplit.move.chunks import plan_chunks
-    from dbsplit.move.copy import source_connection
-    from dbsplit.validate import checksums
+    from dbsplit.engine.migrate.chunks import plan_chunks
+    from dbsplit.pg.copy import source_connection
+    from dbsplit.engine.verify import checksums
 
     with source_connection(src) as s, s.transaction():
         chunks = plan_chunks(s, "public", "orders", ["id"], ["bigint"], chunk_rows)
@@ -106,7 +106,7 @@ def child_pandas(src: str, dst: str, rows: int) -> dict:
     import pandas as pd
     import sqlalchemy
 
-    from dbsplit.conn import sqlalchemy_url
+    from dbsplit.pg.conn import sqlalchemy_url
 
     se, de = sqlalchemy.create_engine(sqlalchemy_url(src)), sqlalchemy.create_engine(sqlalchemy_url(dst))
     with de.begin() as c:
@@ -165,7 +165,7 @@ def main() -> None:
             report(results, rows)
         finally:
             if pgdata is not None:
-                from dbsplit import embedded
+                from dbsplit.local import embedded
 
                 embedded.stop(pgdata)
 

@@ -51,7 +51,7 @@ CREATE TABLE orders_t (
 
 
 def resolved_table():
-    from dbsplit.resolved import ColumnMap, ResolvedTable
+    from dbsplit.model.resolved import ColumnMap, ResolvedTable
 
     cols = (
         ColumnMap("id", "uuid", True, "uuid_key", ("id",)),
@@ -72,14 +72,14 @@ def server_url(tmp: Path) -> tuple[str, Path | None]:
     url = os.environ.get("DBSPLIT_BENCH_PG_URL") or os.environ.get("DBSPLIT_PG_URL")
     if url:
         return url, None
-    from dbsplit import embedded
+    from dbsplit.local import embedded
 
     pgdata = tmp / "pg"
     return embedded.start(pgdata), pgdata
 
 
 def prepare(server: str, rows: int) -> tuple[str, str]:
-    from dbsplit.conn import with_dbname
+    from dbsplit.pg.conn import with_dbname
 
     with psycopg.connect(server, autocommit=True) as conn:
         existing = {r[0] for r in conn.execute("SELECT datname FROM pg_database")}
@@ -107,7 +107,7 @@ def prepare(server: str, rows: int) -> tuple[str, str]:
 
 def raw_copy(src: str, dst: str, source: str, target: str) -> float:
     """Seconds of one raw binary COPY stream from the source table into the (empty) target table."""
-    from dbsplit.move.copy import source_connection
+    from dbsplit.pg.copy import source_connection
 
     with source_connection(src) as s, psycopg.connect(dst) as d:
         t0 = time.perf_counter()
@@ -130,8 +130,8 @@ def child_raw(src: str, dst: str, _chunk: int) -> dict:
 
 
 def child_transformed(src: str, dst: str, chunk: int) -> dict:
-    from dbsplit.move.copy import source_connection
-    from dbsplit.move.transform import extract_chunk, load_chunk, transform_chunk
+    from dbsplit.pg.copy import source_connection
+    from dbsplit.engine.migrate.transform import extract_chunk, load_chunk, transform_chunk
 
     table = resolved_table()
     ns = uuid.uuid5(uuid.NAMESPACE_URL, "dbsplit:bench")
@@ -168,8 +168,8 @@ def child_adbc(src: str, dst: str, _chunk: int) -> dict:
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    from dbsplit.conn import conninfo_to_dict
-    from dbsplit.move import arrow_io
+    from dbsplit.pg.conn import conninfo_to_dict
+    from dbsplit.engine.migrate import arrow_io
 
     def uri(conninfo: str) -> str:
         p = conninfo_to_dict(conninfo)
@@ -255,7 +255,7 @@ def main() -> None:
                       f"  {raw['seconds'] / r['seconds']:.2f}x raw binary COPY  peak RSS {r['peak_rss_mb']:.0f} MB")
         finally:
             if pgdata is not None:
-                from dbsplit import embedded
+                from dbsplit.local import embedded
 
                 embedded.stop(pgdata)
 

@@ -3,6 +3,6 @@
 (Airflow's safe-mode discovery only parses files that mention both "airflow" and "dag".)
 """
 
-from dbsplit.dagfactory import build_dags
+from dbsplit.airflow.dagfactory import build_dags
 
 globals().update(build_dags())

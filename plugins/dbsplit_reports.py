@@ -1,4 +1,4 @@
-"""Airflow plugin: dbsplit's migration reports in the Airflow UI (the app lives in dbsplit.reports.app).
+"""Airflow plugin: dbsplit's migration reports in the Airflow UI (the app lives in dbsplit.airflow.reports_app).
 
 - fastapi_apps: the reports app on the API server under /dbsplit-reports/ (it checks the Airflow
   login itself: Airflow does not protect plugin apps);
@@ -8,7 +8,7 @@
 
 from airflow.plugins_manager import AirflowPlugin
 
-from dbsplit.reports.app import PREFIX, app, external_views
+from dbsplit.airflow.reports_app import PREFIX, app, external_views
 
 
 class DbsplitReportsPlugin(AirflowPlugin):

@@ -17,8 +17,8 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from dbsplit.airflow_local import airflow_env
-from dbsplit.conn import with_dbname
+from dbsplit.local.airflow_local import airflow_env
+from dbsplit.pg.conn import with_dbname
 
 ROOT = Path(__file__).resolve().parents[1]
 # Airflow reads its configuration once, at first import: give the test session its own home
@@ -68,7 +68,7 @@ def pg_server_url() -> Iterator[str]:
     if url:
         yield url
         return
-    from dbsplit import embedded
+    from dbsplit.local import embedded
 
     # Not under pytest's basetemp: pytest deletes older basetemps, which would pull the data
     # directory from under a server still used by a concurrent test session.

@@ -3,7 +3,7 @@
 #
 # The postgres image runs this from /docker-entrypoint-initdb.d (sourced, or executed when it is
 # executable) while its temporary, socket-only server is up, and only when the data directory is
-# new. It does what dbsplit.samples.create_sample does, in the same order and with the same
+# new. It does what dbsplit.local.samples.create_sample does, in the same order and with the same
 # settings, so the container holds the same rows as `make demo`'s monolith for the same size:
 #   one transaction: the session settings, the row count of every table (custom settings
 #   dbsplit.<table>), schema.sql, ../generate_helpers.sql, generate.sql, constraints.sql, ANALYZE
@@ -44,7 +44,7 @@ jobboard_sample() (
         --set constraints_sql="$dir/constraints.sql" <<'SQL'
 BEGIN;
 
--- An empty UTF8 database, as dbsplit.samples._check_target requires.
+-- An empty UTF8 database, as dbsplit.local.samples._check_target requires.
 DO $$
 BEGIN
     IF pg_encoding_to_char((SELECT encoding FROM pg_database WHERE datname = current_database())) <> 'UTF8' THEN
@@ -56,7 +56,7 @@ BEGIN
 END
 $$;
 
--- Session settings (dbsplit.samples._SESSION), local to this transaction.
+-- Session settings (dbsplit.local.samples._SESSION), local to this transaction.
 \o /dev/null
 SELECT set_config('client_encoding', 'UTF8', true);
 SELECT set_config('TimeZone', 'UTC', true);
@@ -71,7 +71,7 @@ SELECT set_config('jit_inline_above_cost', '-1', true);
 SELECT set_config('jit_optimize_above_cost', '-1', true);
 \o
 
--- Rows per table (dbsplit.samples.planned_counts): per table its share of all rows (rounded half
+-- Rows per table (dbsplit.local.samples.planned_counts): per table its share of all rows (rounded half
 -- to even, like Python's round of a float) and a minimum; the last table takes what the others leave.
 CREATE TEMP TABLE jobboard_counts ON COMMIT DROP AS
 WITH shares (pos, tbl, share, minimum) AS (VALUES

@@ -1,4 +1,4 @@
-"""dbsplit.airflow_local: run DAGs with dag.test() in a child process on a SQLite metadata DB.
+"""dbsplit.local.airflow_local: run DAGs with dag.test() in a child process on a SQLite metadata DB.
 
 One child run, shared by the module, runs every toy DAG (tests/dags/toy_dags/toy_dags.py); a second
 run on the same home checks that the database is reused and that `env` is what reaches the tasks.
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from dbsplit.airflow_local import LocalRunReport, _child_environment, airflow_env, run_local
+from dbsplit.local.airflow_local import LocalRunReport, _child_environment, airflow_env, run_local
 
 TOY_DAGS = Path(__file__).parent / "toy_dags"
 TOY_HOST = "toy.example.invalid"
@@ -164,14 +164,14 @@ def test_child_environment_drops_the_parents_airflow_config(tmp_path: Path,
 
 
 def test_importing_the_module_does_not_import_airflow() -> None:
-    code = "import sys, dbsplit.airflow_local; sys.exit('airflow' in sys.modules)"
+    code = "import sys, dbsplit.local.airflow_local; sys.exit('airflow' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
 
 
 def test_tee_keeps_the_running_tasks_lines_for_the_fallback_message() -> None:
     import io
 
-    from dbsplit.airflow_local import _log_tail, _TeeStdout
+    from dbsplit.local.airflow_local import _log_tail, _TeeStdout
 
     out = io.StringIO()
     tee = _TeeStdout(out)

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from dbsplit.dagfactory import DEFAULT_PLAN
+from dbsplit.airflow.dagfactory import DEFAULT_PLAN
 from dbsplit.plan import load_plan
-from dbsplit.specs import service_specs
+from dbsplit.airflow.specs import service_specs
 
 ROOT = Path(__file__).resolve().parents[2]
 DAGS = ROOT / "dags"
@@ -97,7 +97,7 @@ def test_checkpoint_branches_and_finish_always_runs(dagbag) -> None:
 def test_orchestrator_triggers_the_service_dags_level_by_level(example: str) -> None:
     from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 
-    from dbsplit.dagfactory import EXAMPLES, render_all
+    from dbsplit.airflow.dagfactory import EXAMPLES, render_all
     from dbsplit.plan.order import migration_levels
 
     plan = load_plan(EXAMPLES / example / "plan.yaml")

@@ -29,8 +29,8 @@ from typing import Any
 
 import pytest
 
-from dbsplit.airflow_local import airflow_env
-from dbsplit.localenv import PROJECT_ROOT, connection_env
+from dbsplit.local.airflow_local import airflow_env
+from dbsplit.local.env import PROJECT_ROOT, connection_env
 
 DAG_ID = "dbsplit_migrate_users"
 SAMPLE_ROWS = 5_000  # the whole jobboard monolith; the users service gets a few hundred rows
@@ -149,9 +149,9 @@ def _wait_parsed(server: AirflowServer, dag_id: str, timeout_s: float) -> None:
 
 
 def _plan_variables(plan: Any) -> dict[str, str]:
-    """AIRFLOW_VAR_* the plan needs locally, as `dbsplit airflow` sets them (dbsplit.demo)."""
+    """AIRFLOW_VAR_* the plan needs locally, as `dbsplit airflow` sets them (dbsplit.local.demo)."""
     try:
-        from dbsplit.demo import demo_variables
+        from dbsplit.local.demo import demo_variables
     except ImportError:  # a dbsplit whose plans need no variable
         return {}
     return demo_variables(plan)
@@ -195,10 +195,10 @@ def airflow_server() -> Iterator[AirflowServer]:
     airflow = Path(sys.executable).with_name("airflow")
     if not airflow.exists():
         pytest.skip(f"no airflow executable beside {sys.executable}")
-    from dbsplit import embedded
-    from dbsplit.dagfactory import DEFAULT_PLAN
-    from dbsplit.demo import prepare_source
-    from dbsplit.localenv import connection_conninfos
+    from dbsplit.local import embedded
+    from dbsplit.airflow.dagfactory import DEFAULT_PLAN
+    from dbsplit.local.demo import prepare_source
+    from dbsplit.local.env import connection_conninfos
     from dbsplit.plan import load_plan
 
     # Not under pytest's basetemp (pytest prunes old basetemps; the server's data must outlive them).

@@ -123,7 +123,7 @@ def test_validate_task_links_to_its_report(airflow_server: Any, run: dict[str, A
     assert r.status_code == 200, r.text
     links = r.json()["extra_links"]
     if "Validation report" not in links:
-        pytest.skip("the validate tasks have no 'Validation report' link (dbsplit.reports.links."
+        pytest.skip("the validate tasks have no 'Validation report' link (dbsplit.airflow.links."
                     "attach_report_link is not called in render.py)")
     url = links["Validation report"]
     assert url.startswith(f"{REPORTS}/runs/{DAG_ID}/"), url

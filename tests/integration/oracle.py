@@ -13,7 +13,7 @@ import uuid
 import psycopg
 from psycopg import sql
 
-from dbsplit.resolved import ColumnMap, ResolvedTable
+from dbsplit.model.resolved import ColumnMap, ResolvedTable
 
 
 def _source_expr(m: ColumnMap) -> sql.Composable:

@@ -11,7 +11,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from dbsplit.backup import BackupError, dump_database, dump_tables, find_pg_tool, load_backup, restore, verify
+from dbsplit.pg.backup import BackupError, dump_database, dump_tables, find_pg_tool, load_backup, restore, verify
 
 pytestmark = pytest.mark.integration
 

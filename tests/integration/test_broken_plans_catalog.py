@@ -11,8 +11,8 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from dbsplit.cli import main
-from dbsplit.conn import dbname_of
+from dbsplit.local.cli import main
+from dbsplit.pg.conn import dbname_of
 
 from tests.unit.test_broken_plans import CORPUS, ROOT, corpus, expectation
 

@@ -9,9 +9,9 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from dbsplit import catalog, ddl
+from dbsplit.pg import catalog, ddl
 from dbsplit.errors import DbsplitError, SourceSchemaError
-from dbsplit.resolved import ColumnMap
+from dbsplit.model.resolved import ColumnMap
 
 pytestmark = pytest.mark.integration
 

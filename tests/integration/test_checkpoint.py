@@ -6,13 +6,13 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from dbsplit import runtime
-from dbsplit.conn import airflow_conn_env
+from dbsplit.airflow import runtime
+from dbsplit.pg.conn import airflow_conn_env
 from dbsplit.errors import DataCheckFailed
 from dbsplit.plan import load_plan
-from dbsplit.render import service_descriptor
-from dbsplit.samples import create_sample
-from dbsplit.specs import service_specs
+from dbsplit.airflow.render import service_descriptor
+from dbsplit.local.samples import create_sample
+from dbsplit.airflow.specs import service_specs
 from tests.integration.test_migrate_users import rows_of
 
 pytestmark = pytest.mark.integration
@@ -67,7 +67,7 @@ def test_clean_run_promotes(service) -> None:
 def test_a_table_cut_over_is_not_loaded_again_by_the_service_dag(service) -> None:
     """After a cut-over the service database is the system of record: the service DAG triggered by hand
     (no orchestrator preflight) refuses before it stages anything, for static and whole-schema tables."""
-    from dbsplit.move.resync_state import CutOverDone, mark_cut_over
+    from dbsplit.engine.resync.state import CutOverDone, mark_cut_over
 
     svc, source, target = service
     load_all(svc, "run1")

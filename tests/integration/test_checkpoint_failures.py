@@ -10,13 +10,13 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from dbsplit import runtime
-from dbsplit.conn import airflow_conn_env
+from dbsplit.airflow import runtime
+from dbsplit.pg.conn import airflow_conn_env
 from dbsplit.errors import DataCheckFailed
 from dbsplit.plan import load_plan
-from dbsplit.render import service_descriptor
-from dbsplit.samples import create_sample
-from dbsplit.specs import service_specs
+from dbsplit.airflow.render import service_descriptor
+from dbsplit.local.samples import create_sample
+from dbsplit.airflow.specs import service_specs
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]

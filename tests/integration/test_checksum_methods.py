@@ -7,7 +7,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from dbsplit.validate import checksums
+from dbsplit.engine.verify import checksums
 
 pytestmark = pytest.mark.integration
 

@@ -7,9 +7,9 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from dbsplit.airflow_local import AirflowLocalError, run_dags
-from dbsplit.conn import airflow_conn_env
-from dbsplit.samples import create_sample
+from dbsplit.local.airflow_local import AirflowLocalError, run_dags
+from dbsplit.pg.conn import airflow_conn_env
+from dbsplit.local.samples import create_sample
 from tests.integration.test_migrate_users import database_fingerprint, rows_of
 
 pytestmark = pytest.mark.integration

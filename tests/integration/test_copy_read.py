@@ -6,7 +6,7 @@ from __future__ import annotations
 import psycopg
 import pytest
 
-from dbsplit.move.copy import JOIN_MESSAGES, joined_messages
+from dbsplit.pg.copy import JOIN_MESSAGES, joined_messages
 
 pytestmark = pytest.mark.integration
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import psycopg
 import pytest
 
-from dbsplit import runtime, staging
+from dbsplit.airflow import runtime
+from dbsplit.pg import staging
 from dbsplit.errors import DataCheckFailed
 from tests.integration.test_checkpoint import load_all, service  # noqa: F401  (fixture)
 

@@ -5,14 +5,14 @@ from __future__ import annotations
 import psycopg
 import pytest
 
-from dbsplit import orchestrate, runtime
-from dbsplit.conn import airflow_conn_env
+from dbsplit.airflow import orchestrate, runtime
+from dbsplit.pg.conn import airflow_conn_env
 from dbsplit.errors import DbsplitError
-from dbsplit.move.resync_state import CutOverDone, key_table_name, mark_cut_over, sums_table_name
+from dbsplit.engine.resync.state import CutOverDone, key_table_name, mark_cut_over, sums_table_name
 from dbsplit.plan import load_plan
-from dbsplit.render import service_descriptor
-from dbsplit.samples import create_sample
-from dbsplit.specs import service_specs
+from dbsplit.airflow.render import service_descriptor
+from dbsplit.local.samples import create_sample
+from dbsplit.airflow.specs import service_specs
 from tests.integration import test_checkpoint as checkpoint
 
 pytestmark = pytest.mark.integration

@@ -12,14 +12,14 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from dbsplit.airflow_local import run_dags
-from dbsplit.conn import airflow_conn_env
-from dbsplit.dagfactory import EXAMPLES
+from dbsplit.local.airflow_local import run_dags
+from dbsplit.pg.conn import airflow_conn_env
+from dbsplit.airflow.dagfactory import EXAMPLES
 from dbsplit.plan import load_plan
 from dbsplit.plan.order import migration_levels
-from dbsplit.resolve import resolve_service
-from dbsplit.samples import create_sample
-from dbsplit.specs import migrate_dag_id
+from dbsplit.engine.resolve import resolve_service
+from dbsplit.local.samples import create_sample
+from dbsplit.airflow.specs import migrate_dag_id
 from tests.conftest import create_database, drop_database
 from tests.integration.oracle import actual_rows, expected_rows
 

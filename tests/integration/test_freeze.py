@@ -10,7 +10,7 @@ import pytest
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from dbsplit.freeze import GUARD_SCHEMA, FreezeError, freeze, is_frozen, unfreeze
+from dbsplit.pg.freeze import GUARD_SCHEMA, FreezeError, freeze, is_frozen, unfreeze
 
 pytestmark = pytest.mark.integration
 

@@ -13,7 +13,7 @@ import pytest
 from psycopg import sql
 
 from dbsplit.errors import DataCheckFailed
-from dbsplit.validate.gx_checks import (
+from dbsplit.engine.verify.gx_checks import (
     COMPOUND_UNIQUE,
     NOT_NULL,
     ROW_COUNT,
@@ -249,7 +249,7 @@ def test_no_files_progress_bars_or_gx_info_logs(db: str, tmp_path, monkeypatch: 
 
 
 def test_module_import_does_not_import_great_expectations() -> None:
-    code = ("import sys, dbsplit.validate.gx_checks; "
+    code = ("import sys, dbsplit.engine.verify.gx_checks; "
             "print(sorted({m.split('.')[0] for m in sys.modules} & {'great_expectations', 'sqlalchemy', 'pandas'}))")
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
     assert out.strip() == "[]"

@@ -13,10 +13,10 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from dbsplit.cli import main
-from dbsplit.conn import airflow_conn_env, with_dbname
+from dbsplit.local.cli import main
+from dbsplit.pg.conn import airflow_conn_env, with_dbname
 from dbsplit.plan import Plan, load_plan
-from dbsplit.samples import create_sample
+from dbsplit.local.samples import create_sample
 from tests.conftest import drop_database
 
 pytestmark = pytest.mark.integration
@@ -65,7 +65,7 @@ def test_demo_of_a_starter_plan_is_short_green_and_honest(make_db, pg_server_url
             "PYTHONPATH": os.pathsep.join([str(ROOT / "include"), str(ROOT), env.get("PYTHONPATH", "")])}
     targets = [svc.target.conn_id for svc in plan.services.values()]
     try:
-        proc = subprocess.run([sys.executable, "-m", "dbsplit.cli", "demo", "--plan", str(plan_path)], env=env,
+        proc = subprocess.run([sys.executable, "-m", "dbsplit.local.cli", "demo", "--plan", str(plan_path)], env=env,
                               stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=1800)
         output = proc.stdout + proc.stderr
         lines = output.splitlines()
@@ -93,7 +93,7 @@ def test_demo_of_a_starter_plan_is_short_green_and_honest(make_db, pg_server_url
 def test_run_of_a_starter_plan_on_your_own_connections(example: str, by: str, make_db, tmp_path: Path,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     """`dbsplit run --plan` of a plan init plan, the connections defined by the user's AIRFLOW_CONN_* variables."""
-    from dbsplit.localrun import run_plan
+    from dbsplit.local.run import run_plan
 
     source = make_db(f"{example}_src")
     create_sample(source, example, rows=2_000)

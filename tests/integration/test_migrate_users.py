@@ -8,11 +8,11 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from dbsplit.airflow_local import run_dags
-from dbsplit.conn import airflow_conn_env
-from dbsplit.dagfactory import DEFAULT_PLAN
+from dbsplit.local.airflow_local import run_dags
+from dbsplit.pg.conn import airflow_conn_env
+from dbsplit.airflow.dagfactory import DEFAULT_PLAN
 from dbsplit.plan import load_plan
-from dbsplit.samples import create_sample
+from dbsplit.local.samples import create_sample
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]

@@ -10,15 +10,15 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from dbsplit.airflow_local import run_dags
-from dbsplit.conn import airflow_conn_env
-from dbsplit.dagfactory import EXAMPLES
+from dbsplit.local.airflow_local import run_dags
+from dbsplit.pg.conn import airflow_conn_env
+from dbsplit.airflow.dagfactory import EXAMPLES
 from dbsplit.plan import load_plan
 from dbsplit.plan.order import migration_levels
-from dbsplit.samples import create_sample
-from dbsplit.reports.evidence import read_run
-from dbsplit.resolve import resolve_service
-from dbsplit.specs import migrate_dag_id
+from dbsplit.local.samples import create_sample
+from dbsplit.model.evidence import read_run
+from dbsplit.engine.resolve import resolve_service
+from dbsplit.airflow.specs import migrate_dag_id
 from tests.integration.oracle import actual_rows, expected_rows
 from tests.integration.test_migrate_users import database_fingerprint
 
@@ -190,7 +190,7 @@ def test_cut_over_freezes_syncs_and_unfreeze_restores(make_db, tmp_path: Path, m
         conn.execute(INSERT_USER, (99_999_998, "late@example.com"))
         conn.execute("UPDATE jobs SET title = title || ' (late edit)' WHERE id % 7 = 0")
         conn.execute("DELETE FROM job_skills WHERE job_id % 11 = 0")
-    from dbsplit import orchestrate as orchestrate_module
+    from dbsplit.airflow import orchestrate as orchestrate_module
     from dbsplit.errors import DbsplitError
 
     orch = {"plan": plan.name, "plan_path": str(EXAMPLES / "jobboard" / "plan.yaml"), "services": list(plan.services)}

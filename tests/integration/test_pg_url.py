@@ -6,7 +6,7 @@ from __future__ import annotations
 import psycopg
 import pytest
 
-from dbsplit.cli import main
+from dbsplit.local.cli import main
 
 pytestmark = pytest.mark.integration
 

@@ -9,7 +9,7 @@ import psycopg
 import pytest
 
 from dbsplit.plan import Plan, load_plan
-from dbsplit.plan_init import init_plan, service_slug
+from dbsplit.engine.plan_init import init_plan, service_slug
 
 pytestmark = pytest.mark.integration
 
@@ -132,7 +132,7 @@ def test_service_slugs(name: str, slug: str) -> None:
 
 def test_cli_on_an_empty_source_says_why_without_a_traceback(make_db: Callable[[str], str], tmp_path: Path,
                                                              capsys: pytest.CaptureFixture[str]) -> None:
-    from dbsplit.cli import main
+    from dbsplit.local.cli import main
 
     out = tmp_path / "plan.yaml"
     assert main(["plan", "init", "--source", make_db("initsrc"), "--out", str(out)]) == 2

@@ -8,14 +8,14 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from dbsplit import runtime
-from dbsplit.cli import main
-from dbsplit.conn import airflow_conn_env
+from dbsplit.airflow import runtime
+from dbsplit.local.cli import main
+from dbsplit.pg.conn import airflow_conn_env
 from dbsplit.plan import load_plan
 from dbsplit.plan.order import migration_levels
-from dbsplit.render import service_descriptor
-from dbsplit.samples import create_sample
-from dbsplit.specs import service_specs
+from dbsplit.airflow.render import service_descriptor
+from dbsplit.local.samples import create_sample
+from dbsplit.airflow.specs import service_specs
 
 pytestmark = pytest.mark.integration
 
@@ -67,6 +67,6 @@ def test_init_plan_checks_and_migrates(example: str, by: str, make_db, tmp_path:
 
 
 def _conninfo(conn_id: str) -> str:
-    from dbsplit.conn import resolve
+    from dbsplit.pg.conn import resolve
 
     return resolve(conn_id)

@@ -10,8 +10,8 @@ import pytest
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from dbsplit.conn import with_dbname
-from dbsplit.preflight import Check, PreflightReport, preflight
+from dbsplit.pg.conn import with_dbname
+from dbsplit.engine.preflight import Check, PreflightReport, preflight
 
 pytestmark = pytest.mark.integration
 
@@ -126,7 +126,7 @@ def test_unmeasurable_disk_is_a_warning(setup: tuple[str, str, str], plain_role:
 
 
 def test_a_table_cut_over_is_not_migrated_again(setup: tuple[str, str, str]) -> None:
-    from dbsplit.move.resync_state import mark_cut_over
+    from dbsplit.engine.resync.state import mark_cut_over
 
     source, users, jobs = setup
     with psycopg.connect(users, autocommit=True) as conn:

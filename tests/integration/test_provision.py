@@ -16,8 +16,8 @@ import pytest
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from dbsplit.conn import with_dbname
-from dbsplit.provision import (
+from dbsplit.pg.conn import with_dbname
+from dbsplit.pg.provision import (
     ProvisionError,
     drop_if_created,
     ensure_schema,

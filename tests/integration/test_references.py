@@ -16,11 +16,11 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from dbsplit.conn import with_dbname
+from dbsplit.pg.conn import with_dbname
 from dbsplit.errors import DataCheckFailed
-from dbsplit.resolved import SoftReference
-from dbsplit.validate import references
-from dbsplit.validate.references import REFERENCES, ReferenceResult, check_reference, reference_outcome
+from dbsplit.model.resolved import SoftReference
+from dbsplit.engine.verify import references
+from dbsplit.engine.verify.references import REFERENCES, ReferenceResult, check_reference, reference_outcome
 from tests.conftest import create_database, drop_database
 
 pytestmark = pytest.mark.integration
@@ -288,7 +288,7 @@ def test_memory_stays_bounded_by_the_batch(dbs: tuple[str, str]) -> None:
 def second_server() -> Iterator[str]:
     """Another PostgreSQL server: an embedded PostgreSQL 18 of this module (the session's server may be
     the embedded one too, or PostgreSQL 15 with DBSPLIT_TEST_PG_URL)."""
-    from dbsplit import embedded
+    from dbsplit.local import embedded
 
     root = Path(tempfile.mkdtemp(prefix="dbsplit-test-pg2-"))
     url = embedded.start(root / "data")

@@ -17,13 +17,13 @@ import pytest
 from psycopg import sql
 
 from dbsplit.errors import DataCheckFailed
-from dbsplit.move import resync as resync_module
-from dbsplit.move import resync_diff
-from dbsplit.move.copy import source_connection
-from dbsplit.move.resync import ChangeTrackingMissing, install_change_tracking, resync_table
-from dbsplit.move.resync_state import key_table_name, sums_table_name
-from dbsplit.move.transform import extract_chunk, load_chunk, transform_chunk
-from dbsplit.resolved import ColumnMap, ResolvedTable
+from dbsplit.engine.resync import resync as resync_module
+from dbsplit.engine.resync import diff as resync_diff
+from dbsplit.pg.copy import source_connection
+from dbsplit.engine.resync.resync import ChangeTrackingMissing, install_change_tracking, resync_table
+from dbsplit.engine.resync.state import key_table_name, sums_table_name
+from dbsplit.engine.migrate.transform import extract_chunk, load_chunk, transform_chunk
+from dbsplit.model.resolved import ColumnMap, ResolvedTable
 
 pytestmark = pytest.mark.integration
 
@@ -216,7 +216,7 @@ def test_passthrough_resync_makes_target_equal_and_second_run_writes_nothing(ite
 def test_rows_a_type_keeps_from_binary_copy_travel_as_text(items, monkeypatch) -> None:
     """A column type without a usable binary format (wire.table_needs_text_copy names it): the changed
     rows are copied as text, quotes, backslashes, newlines and NULLs included, and arrive exactly."""
-    from dbsplit.move import resync_fetch
+    from dbsplit.engine.resync import fetch as resync_fetch
 
     source, target = items
     table = items_table()
@@ -630,7 +630,7 @@ def test_rows_the_staging_table_refuses_stop_at_the_reject_limit(people, monkeyp
     it, the refused rows are reported and the others go through."""
     from dataclasses import replace
 
-    from dbsplit.move import arrow_io, wire
+    from dbsplit.engine.migrate import arrow_io, wire
 
     source, target, table = people
     narrow = replace(table, columns=tuple(replace(cm, target_type="character varying(30)") if cm.target == "name"
@@ -767,7 +767,7 @@ def family(make_db, target_fks: str) -> tuple[str, str]:
 
 
 def test_service_resync_keeps_foreign_keys_between_its_tables(make_db) -> None:
-    from dbsplit.move.resync import resync_service
+    from dbsplit.engine.resync.resync import resync_service
 
     source, target = family(make_db, FAMILY_TARGET_FKS)
     tables = family_tables()
@@ -806,7 +806,7 @@ def test_rows_of_a_table_with_referential_actions_are_looked_up_again(make_db) -
     """A table whose foreign key cascades (or sets null) can lose or change rows by the merge's deletes
     elsewhere: its staged rows are looked up after the merge; its parents' are not (nothing but the merge
     writes them)."""
-    from dbsplit.move.resync import resync_service
+    from dbsplit.engine.resync.resync import resync_service
 
     source, target = family(make_db, FAMILY_TARGET_FKS.replace("REFERENCES parents (id)", "REFERENCES parents (id) ON DELETE CASCADE")
                             .replace("REFERENCES children (id)", "REFERENCES children (id) ON DELETE SET NULL"))
@@ -909,7 +909,7 @@ def test_merge_waits_for_an_autovacuum_briefly_where_its_role_may_set_it(items, 
 def test_restrict_key_holds_when_children_leave_a_deleted_parent(make_db, overlap, monkeypatch) -> None:
     """ON DELETE RESTRICT is checked at once, deferred or not: the children's upserts (they now point
     elsewhere) must come before the parent's delete."""
-    from dbsplit.move.resync import resync_service
+    from dbsplit.engine.resync.resync import resync_service
 
     if not overlap:
         monkeypatch.setattr(resync_module, "OVERLAP_MAX_KEYS", 0)
@@ -976,7 +976,7 @@ def test_column_named_like_the_staged_fingerprint(make_db) -> None:
 
 
 def test_ensure_change_tracking_keeps_the_sync_state_and_puts_triggers_back(items) -> None:
-    from dbsplit.move.resync import ensure_change_tracking, remove_change_tracking
+    from dbsplit.engine.resync.resync import ensure_change_tracking, remove_change_tracking
 
     source, target = items
     table = items_table()
@@ -1005,7 +1005,7 @@ def test_a_table_cut_over_is_refused_by_a_resync(items) -> None:
     """After a cut-over the service database is the system of record: a resync left scheduled would
     overwrite the service's writes with the monolith's rows and delete its new ones."""
     from dbsplit.errors import DbsplitError
-    from dbsplit.move.resync_state import mark_cut_over
+    from dbsplit.engine.resync.state import mark_cut_over
 
     source, target = items
     table = items_table()

@@ -21,11 +21,11 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from dbsplit.airflow_local import DagRunResult, run_dags
-from dbsplit.conn import airflow_conn_env
+from dbsplit.local.airflow_local import DagRunResult, run_dags
+from dbsplit.pg.conn import airflow_conn_env
 from dbsplit.plan import load_plan
-from dbsplit.resolve import resolve_service
-from dbsplit.samples import create_sample
+from dbsplit.engine.resolve import resolve_service
+from dbsplit.local.samples import create_sample
 from tests.integration.oracle import actual_rows, expected_rows
 from tests.integration.test_migrate_users import database_fingerprint
 

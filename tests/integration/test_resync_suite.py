@@ -11,7 +11,7 @@ import psycopg
 import pytest
 
 from dbsplit.errors import DataCheckFailed
-from dbsplit.move.resync import install_change_tracking, resync_table
+from dbsplit.engine.resync.resync import install_change_tracking, resync_table
 
 from tests.integration.test_resync import ITEMS_DDL, ITEMS_FILL, NS, SALT, full_load_passthrough, items_table, rows, versions
 

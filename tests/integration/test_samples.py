@@ -18,9 +18,9 @@ import pytest
 import yaml
 from psycopg import sql
 
-from dbsplit import samples
-from dbsplit.conn import with_dbname
-from dbsplit.samples import SampleError
+from dbsplit.local import samples
+from dbsplit.pg.conn import with_dbname
+from dbsplit.local.samples import SampleError
 from tests.conftest import create_database, drop_database
 
 pytestmark = pytest.mark.integration

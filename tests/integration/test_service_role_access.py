@@ -13,14 +13,14 @@ from collections.abc import Iterator
 
 import psycopg
 import pytest
-from dbsplit import orchestrate, runtime
-from dbsplit.conn import airflow_conn_env, dbname_of
+from dbsplit.airflow import orchestrate, runtime
+from dbsplit.pg.conn import airflow_conn_env, dbname_of
 from dbsplit.plan import load_plan
-from dbsplit.preflight import preflight
-from dbsplit.render import service_descriptor
-from dbsplit.samples import create_sample
-from dbsplit.specs import service_specs
-from dbsplit.staging import side_name
+from dbsplit.engine.preflight import preflight
+from dbsplit.airflow.render import service_descriptor
+from dbsplit.local.samples import create_sample
+from dbsplit.airflow.specs import service_specs
+from dbsplit.pg.staging import side_name
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 

@@ -18,14 +18,18 @@ import psycopg
 import pytest
 from psycopg import pq
 
-from dbsplit import backup, conn, freeze, preflight, runtime
-from dbsplit.conn import airflow_conn_env
+from dbsplit.pg import backup, conn, freeze
+from dbsplit.engine import preflight
+from dbsplit.airflow import runtime
+from dbsplit.pg.conn import airflow_conn_env
 from dbsplit.errors import SqlFragmentError
-from dbsplit.move import chunks, copy, transform
-from dbsplit.plan import read_plan, sql_fragments
-from dbsplit.plan import check as plan_check
-from dbsplit.resolved import ColumnMap, ResolvedTable
-from dbsplit.validate import references
+from dbsplit.engine.migrate import chunks, transform
+from dbsplit.pg import copy
+from dbsplit.plan import read_plan
+from dbsplit.model import sql_fragments
+from dbsplit.engine import plan_check
+from dbsplit.model.resolved import ColumnMap, ResolvedTable
+from dbsplit.engine.verify import references
 
 pytestmark = pytest.mark.integration
 

@@ -16,8 +16,8 @@ import pytest
 from psycopg import sql
 
 from dbsplit.errors import DataCheckFailed
-from dbsplit.validate.datadocs import RESULT_FILE, build_data_docs, write_results
-from dbsplit.validate.suites import SuiteRun, check_suite_file, load_suite, run_suite, validate_suite
+from dbsplit.engine.verify.datadocs import RESULT_FILE, build_data_docs, write_results
+from dbsplit.engine.verify.suites import SuiteRun, check_suite_file, load_suite, run_suite, validate_suite
 from tests.conftest import create_database, drop_database
 
 pytestmark = pytest.mark.integration
@@ -336,7 +336,7 @@ def test_module_imports_do_not_import_great_expectations() -> None:
     import subprocess
     import sys
 
-    code = ("import sys, dbsplit.validate.suites, dbsplit.validate.datadocs, dbsplit.validate.references; "
+    code = ("import sys, dbsplit.engine.verify.suites, dbsplit.engine.verify.datadocs, dbsplit.engine.verify.references; "
             "print(sorted({m.split('.')[0] for m in sys.modules} & {'great_expectations', 'sqlalchemy', 'pandas'}))")
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
     assert out.strip() == "[]"

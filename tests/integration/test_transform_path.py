@@ -11,9 +11,9 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from dbsplit.move.copy import source_connection
-from dbsplit.move.transform import TransformError, extract_chunk, load_chunk, transform_chunk
-from dbsplit.resolved import ColumnMap, ResolvedTable, row_uuid
+from dbsplit.pg.copy import source_connection
+from dbsplit.engine.migrate.transform import TransformError, extract_chunk, load_chunk, transform_chunk
+from dbsplit.model.resolved import ColumnMap, ResolvedTable, row_uuid
 
 pytestmark = pytest.mark.integration
 

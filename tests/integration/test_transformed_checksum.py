@@ -13,11 +13,12 @@ import pyarrow as pa
 import pytest
 from psycopg import sql
 
-from dbsplit.move import arrow_io
-from dbsplit.move.copy import source_connection
-from dbsplit.move.transform import FP_COLUMN, chunk_row_fingerprints, extract_chunk, load_chunk, transform_chunk
-from dbsplit.resolved import ColumnMap, ResolvedTable
-from dbsplit.validate import checksums, row_text
+from dbsplit.engine.migrate import arrow_io
+from dbsplit.pg.copy import source_connection
+from dbsplit.engine.migrate.transform import FP_COLUMN, chunk_row_fingerprints, extract_chunk, load_chunk, transform_chunk
+from dbsplit.model.resolved import ColumnMap, ResolvedTable
+from dbsplit.engine.verify import checksums
+from dbsplit.model import row_text
 from tests.integration.test_type_roundtrip import ROWS, TABLE, TYPES
 
 pytestmark = pytest.mark.integration

@@ -9,10 +9,10 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from dbsplit.move.copy import extract_to_file, load_from_file, select_sql, source_connection
-from dbsplit.move.transform import extract_chunk, load_chunk, transform_chunk
-from dbsplit.move.wire import copy_text_from_file, copy_text_to_file, needs_text_copy, table_needs_text_copy
-from dbsplit.resolved import ColumnMap, ResolvedTable
+from dbsplit.pg.copy import extract_to_file, load_from_file, select_sql, source_connection
+from dbsplit.engine.migrate.transform import extract_chunk, load_chunk, transform_chunk
+from dbsplit.engine.migrate.wire import copy_text_from_file, copy_text_to_file, needs_text_copy, table_needs_text_copy
+from dbsplit.model.resolved import ColumnMap, ResolvedTable
 
 pytestmark = pytest.mark.integration
 

@@ -10,7 +10,7 @@ import pytest
 
 from dbsplit.errors import SourceSchemaError
 from dbsplit.plan import load_plan
-from dbsplit.resolve import resolve_service
+from dbsplit.engine.resolve import resolve_service
 
 pytestmark = pytest.mark.integration
 

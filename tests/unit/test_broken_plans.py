@@ -10,7 +10,7 @@ import re
 from pathlib import Path
 
 import pytest
-from dbsplit.cli import main
+from dbsplit.local.cli import main
 
 CORPUS = Path(__file__).resolve().parents[1] / "fixtures" / "broken_plans"
 ROOT = CORPUS.parents[2]
@@ -75,10 +75,10 @@ def test_several_plans_are_all_checked_and_all_reported(tmp_path: Path, capsys: 
 
 def test_the_run_refuses_uuid_key_on_a_composite_key_with_plan_checks_message(tmp_path: Path) -> None:
     """resolve_table (run time, before any row moves) and plan check share the message and the fix."""
-    from dbsplit.catalog import TableInfo
+    from dbsplit.pg.catalog import TableInfo
     from dbsplit.errors import SourceSchemaError
     from dbsplit.plan import load_plan
-    from dbsplit.resolve import resolve_table
+    from dbsplit.engine.resolve import resolve_table
 
     path = tmp_path / "plan.yaml"
     path.write_text("version: 1\nname: k\nsource: {conn_id: src, schema: app}\nservices:\n  users:\n"

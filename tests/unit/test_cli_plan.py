@@ -9,8 +9,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from dbsplit.cli import main
-from dbsplit.dagfactory import DEFAULT_PLAN
+from dbsplit.local.cli import main
+from dbsplit.airflow.dagfactory import DEFAULT_PLAN
 
 UNREACHABLE = "postgresql://nobody@127.0.0.1:1/nothing?connect_timeout=2"
 
@@ -148,9 +148,9 @@ def fake_plan_init(monkeypatch: pytest.MonkeyPatch, init_plan: object) -> list[t
         calls.append((source_conninfo, by))
         return init_plan(source_conninfo, by) if callable(init_plan) else str(init_plan)
 
-    module = types.ModuleType("dbsplit.plan_init")
+    module = types.ModuleType("dbsplit.engine.plan_init")
     module.init_plan = record  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "dbsplit.plan_init", module)
+    monkeypatch.setitem(sys.modules, "dbsplit.engine.plan_init", module)
     return calls
 
 
@@ -184,9 +184,9 @@ def test_init_reports_an_unreadable_source(monkeypatch: pytest.MonkeyPatch,
 
 def test_init_without_plan_init_module_says_so(monkeypatch: pytest.MonkeyPatch,
                                               capsys: pytest.CaptureFixture[str]) -> None:
-    monkeypatch.setitem(sys.modules, "dbsplit.plan_init", None)
+    monkeypatch.setitem(sys.modules, "dbsplit.engine.plan_init", None)
     assert main(["plan", "init", "--source", "postgresql://h/db"]) == 2
-    assert "dbsplit: `plan init` is not available: dbsplit.plan_init cannot be imported" in capsys.readouterr().err
+    assert "dbsplit: `plan init` is not available: dbsplit.engine.plan_init cannot be imported" in capsys.readouterr().err
 
 
 def test_init_needs_a_source(capsys: pytest.CaptureFixture[str]) -> None:

@@ -4,7 +4,7 @@ docker-compose.yaml is read with PyYAML (merge keys resolved) and its ${VARIABLE
 .env.example, as `cp .env.example .env && docker compose up` would: every connection of every plan
 the stack serves must reach a database container made with the same credentials, every Airflow
 service must run the one image of docker/Dockerfile whose base matches the Airflow pin, secrets must
-come from .env only. The jobboard monolith's init script is compared with dbsplit.samples, and one
+come from .env only. The jobboard monolith's init script is compared with dbsplit.local.samples, and one
 integration test runs it against a real PostgreSQL.
 """
 
@@ -609,7 +609,7 @@ def test_airflow_reads_the_connection_variables() -> None:
     """What a task gets: Airflow's own parser, then dbsplit's conninfo."""
     from airflow.models.connection import Connection
 
-    from dbsplit.conn import conninfo_from_airflow
+    from dbsplit.pg.conn import conninfo_from_airflow
 
     name = next(iter(sorted(airflow_services())))
     env = resolved_env(name)
@@ -649,7 +649,7 @@ def test_monolith_container_fills_the_sample_on_first_start() -> None:
 
 
 def test_monolith_init_script_matches_dbsplit_samples() -> None:
-    from dbsplit import samples
+    from dbsplit.local import samples
 
     script = MONOLITH_INIT.read_text(encoding="utf-8")
     block = script.split("-- shares: begin", 1)[1].split("-- shares: end", 1)[0]
@@ -657,10 +657,10 @@ def test_monolith_init_script_matches_dbsplit_samples() -> None:
     shares = {table: (float(share), int(minimum)) for _, table, share, minimum in rows}
     assert [int(pos) for pos, *_ in rows] == list(range(1, len(rows) + 1)), "number the shares 1, 2, 3, ..."
     assert list(shares.items()) == list(samples.SAMPLES["jobboard"].items()), (
-        "docker/monolith-init/10-jobboard-sample.sh sizes the tables differently from dbsplit.samples: "
+        "docker/monolith-init/10-jobboard-sample.sh sizes the tables differently from dbsplit.local.samples: "
         f"{shares} vs {samples.SAMPLES['jobboard']}. Fix: copy the shares into the script.")
     settings = dict(re.findall(r"SELECT set_config\('(\w+)', '([^']*)', true\);", script))
-    assert settings == samples._SESSION, f"session settings differ from dbsplit.samples._SESSION: {settings}"
+    assert settings == samples._SESSION, f"session settings differ from dbsplit.local.samples._SESSION: {settings}"
     order = re.findall(r"^\\i :(\w+)_sql$", script, re.M)
     assert [f"{o}.sql" for o in order] == list(samples.SCRIPTS), f"the scripts run in the order {order}"
     assert f"rows < {samples.MIN_ROWS}" in script, f"the script must refuse fewer than {samples.MIN_ROWS} rows"
@@ -685,7 +685,7 @@ def test_monolith_init_script_builds_the_same_sample_as_create_sample(make_db: A
         pytest.skip("psql is not installed (apt-get install postgresql-client)")
     from psycopg.conninfo import conninfo_to_dict
 
-    from dbsplit import samples
+    from dbsplit.local import samples
 
     rows = 3_000
     by_script, by_python = make_db("compose_init"), make_db("compose_ref")

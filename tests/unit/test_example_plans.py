@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from dbsplit import samples
+from dbsplit.local import samples
 from dbsplit.plan import Plan, load_plan
 
 ROOT = Path(__file__).resolve().parents[2]

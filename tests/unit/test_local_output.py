@@ -8,16 +8,16 @@ import socket
 
 import pytest
 
-from dbsplit.cli import main
-from dbsplit.progress import PlainView, Tracker
-from dbsplit.results import TableResult, print_results
+from dbsplit.local.cli import main
+from dbsplit.local.progress import PlainView, Tracker
+from dbsplit.local.results import TableResult, print_results
 
 LOG = """\
 ==> dbsplit: dag.test(dbsplit_migrate_users) [1/2]
-2026-12-07T23:30:47.699427Z [info     ] public.users: new load 2 in 2 chunk(s) [dbsplit.runtime] loc=runtime.py:141
-2026-12-07T23:30:48.817698Z [info     ] loaded users 1/2: 1000 rows (0 rejected) in 0.00 s (842727 rows/s) [dbsplit.runtime]
+2026-12-07T23:30:47.699427Z [info     ] public.users: new load 2 in 2 chunk(s) [dbsplit.airflow.runtime] loc=runtime.py:141
+2026-12-07T23:30:48.817698Z [info     ] loaded users 1/2: 1000 rows (0 rejected) in 0.00 s (842727 rows/s) [dbsplit.airflow.runtime]
 2026-12-07T23:30:48.817698Z [info     ] Pushing xcom  [task] loc=task_runner.py:2280 ti=RuntimeTaskInstance(...)
-2026-12-07T23:30:48.998115Z [info     ] loaded users 2/2: 1000 rows (0 rejected) in 0.01 s (171544 rows/s) [dbsplit.runtime]
+2026-12-07T23:30:48.998115Z [info     ] loaded users 2/2: 1000 rows (0 rejected) in 0.01 s (171544 rows/s) [dbsplit.airflow.runtime]
 2026-12-07T23:30:53.175256Z [info     ] public.users: 2000 source rows, 2000 staged rows, 0 rejected, 14 checks passed
 ==> dbsplit: dbsplit_migrate_users: success in 7.5 s
 """

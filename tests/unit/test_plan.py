@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from dbsplit.dagfactory import DEFAULT_PLAN
+from dbsplit.airflow.dagfactory import DEFAULT_PLAN
 from dbsplit.errors import PlanError
 from dbsplit.plan import load_plan
 

@@ -8,9 +8,9 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from dbsplit.cli import main
+from dbsplit.local.cli import main
 from dbsplit.plan import read_plan
-from dbsplit.plan.check import check_source
+from dbsplit.engine.plan_check import check_source
 
 pytestmark = pytest.mark.integration
 
@@ -193,7 +193,7 @@ def test_cli_check_with_source_url(tmp_path: Path, source: str, capsys: pytest.C
 
 def test_the_catalog_is_read_in_a_read_only_transaction(tmp_path: Path, source: str,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
-    import dbsplit.plan.check as check_module
+    import dbsplit.engine.plan_check as check_module
 
     seen: list[str] = []
 

@@ -10,7 +10,7 @@ import pytest
 from dbsplit.errors import PlanError
 from dbsplit.plan import load_plan
 from dbsplit.plan.models import Plan
-from dbsplit.resolved import plan_namespace
+from dbsplit.model.resolved import plan_namespace
 
 FULL = """\
 version: 1

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from dbsplit.dagfactory import DEFAULT_PLAN
+from dbsplit.airflow.dagfactory import DEFAULT_PLAN
 from dbsplit.plan import ServiceCycleError, load_plan, migration_levels
 from dbsplit.plan.models import Plan
 from dbsplit.plan.order import describe_cycle, find_cycles, levels, reference_edges
@@ -80,7 +80,7 @@ def test_describe_cycle() -> None:
 
 def test_local_runner_orders_services_by_the_catalog_edges_too() -> None:
     """`dbsplit run` puts a service after the one its tables reference through a source foreign key."""
-    from dbsplit.localrun import service_order
+    from dbsplit.local.run import service_order
 
     plan = Plan.model_validate({
         "version": 1, "name": "p", "source": {"conn_id": "src"},

@@ -1,4 +1,4 @@
-"""The migration reports app (dbsplit.reports.app) rendered from sample evidence files with TestClient.
+"""The migration reports app (dbsplit.airflow.reports_app) rendered from sample evidence files with TestClient.
 
 Tokens are real Airflow JWTs made by the configured auth manager (SimpleAuthManager, see
 tests/conftest.py) and checked by it, revocation included (its table is created in the test
@@ -17,7 +17,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from dbsplit.reports import evidence
+from dbsplit.model import evidence
 
 fastapi = pytest.importorskip("fastapi")
 from fastapi import FastAPI  # noqa: E402
@@ -107,7 +107,7 @@ def token(auth_manager: Any) -> str:
 
 @pytest.fixture
 def client(reports: Path) -> Iterator[TestClient]:
-    from dbsplit.reports.app import create_app
+    from dbsplit.airflow.reports_app import create_app
 
     with TestClient(create_app(), follow_redirects=False) as c:
         yield c
@@ -216,7 +216,7 @@ def test_unreadable_evidence_file_is_reported_not_fatal(client: TestClient, toke
 
 
 def test_empty_reports_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, token: str) -> None:
-    from dbsplit.reports.app import create_app
+    from dbsplit.airflow.reports_app import create_app
 
     monkeypatch.setenv("DBSPLIT_REPORTS_DIR", str(tmp_path / "none"))
     r = TestClient(create_app()).get("/", headers=_bearer(token))
@@ -259,7 +259,7 @@ def test_browser_without_login_is_sent_to_the_login_page_and_back(client: TestCl
 def test_next_is_never_another_site() -> None:
     from starlette.requests import Request
 
-    from dbsplit.reports.app import _request_target
+    from dbsplit.airflow.reports_app import _request_target
 
     scope = {"type": "http", "method": "GET", "path": "//evil.example/x", "raw_path": b"//evil.example/x",
              "query_string": b"", "headers": [], "root_path": ""}
@@ -267,7 +267,7 @@ def test_next_is_never_another_site() -> None:
 
 
 def test_mounted_under_the_prefix_links_and_login_keep_it(reports: Path, token: str) -> None:
-    from dbsplit.reports.app import PREFIX, create_app
+    from dbsplit.airflow.reports_app import PREFIX, create_app
 
     parent = FastAPI()
     parent.mount(PREFIX, create_app())
@@ -418,7 +418,7 @@ def test_plugin_mounts_the_app_and_adds_the_views() -> None:
 
 
 def test_validation_report_link_points_at_the_table_page(client: TestClient, token: str) -> None:
-    from dbsplit.reports.links import ValidationReportLink, attach_report_link
+    from dbsplit.airflow.links import ValidationReportLink, attach_report_link
 
     class Operator:
         operator_extra_links = ()

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import re
 
-from dbsplit.dagfactory import DEFAULT_PLAN
+from dbsplit.airflow.dagfactory import DEFAULT_PLAN
 from dbsplit.plan import load_plan
-from dbsplit.specs import group_id_for, service_specs
+from dbsplit.airflow.specs import group_id_for, service_specs
 
 
 def test_one_dag_spec_per_service_with_plan_tables() -> None:

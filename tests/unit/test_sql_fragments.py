@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from dbsplit.cli import main
+from dbsplit.local.cli import main
 from dbsplit.errors import PlanError, SqlFragmentError
 from dbsplit.plan import load_plan
-from dbsplit.plan.sql_fragments import filter_sql, problem
-from dbsplit.resolved import ColumnMap
+from dbsplit.model.sql_fragments import filter_sql, problem
+from dbsplit.model.resolved import ColumnMap
 
 INJECTION = "true); COMMIT; CREATE TABLE public.pwned AS SELECT 1; SELECT (1"
 FILTER_LINE, CAST_LINE, ADDED_LINE = 9, 11, 13

@@ -14,9 +14,9 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from dbsplit.move import arrow_io, wire
-from dbsplit.move.transform import KEY_COLUMN, TransformError, _csv_row_of_line, load_custom, transform_chunk
-from dbsplit.resolved import ColumnMap, ResolvedTable, row_uuid
+from dbsplit.engine.migrate import arrow_io, wire
+from dbsplit.engine.migrate.transform import KEY_COLUMN, TransformError, _csv_row_of_line, load_custom, transform_chunk
+from dbsplit.model.resolved import ColumnMap, ResolvedTable, row_uuid
 
 NS = uuid.UUID("6ba7b811-9dad-11d1-80b4-00c04fd430c8")
 SALT = "sälz".encode()
@@ -214,7 +214,7 @@ def test_custom_function_errors_name_the_function(tmp_path: Path, custom_module,
 @pytest.mark.parametrize("spec,message", [
     ("no_colon", "expected 'package.module:function'"),
     ("dbsplit_no_such_module_xyz:f", "cannot import module 'dbsplit_no_such_module_xyz'"),
-    ("dbsplit.resolved:no_such_function", "has no function 'no_such_function'"),
+    ("dbsplit.model.resolved:no_such_function", "has no function 'no_such_function'"),
 ])
 def test_load_custom_errors(spec: str, message: str) -> None:
     with pytest.raises(TransformError, match=message):

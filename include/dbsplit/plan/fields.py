@@ -10,7 +10,7 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict
 from pydantic_core import PydanticCustomError
 
-from dbsplit.plan.sql_fragments import FIXES, Kind, problem
+from dbsplit.model.sql_fragments import FIXES, Kind, problem
 
 PG_NAME_MAX = 63  # PostgreSQL truncates longer identifiers (NAMEDATALEN - 1)
 

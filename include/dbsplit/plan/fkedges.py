@@ -11,7 +11,7 @@ from dbsplit.plan.models import Plan, TableRoute
 from dbsplit.plan.order import describe_cycle, find_cycles, reference_edges
 
 if TYPE_CHECKING:
-    from dbsplit.plan.source import SourceCatalog
+    from dbsplit.pg.source_catalog import SourceCatalog
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from pydantic import Field, field_validator, model_validator
 
 from dbsplit.plan.fields import ConnId, PgName, PlanName, Schedule, ServiceName, Strict, fail
 from dbsplit.plan.routes import MAX_CHUNK_ROWS, MAX_REJECTED_ROWS, AddColumn, TableRoute, Transform
-from dbsplit.resolved import plan_namespace
+from dbsplit.model.resolved import plan_namespace
 
 __all__ = ["AddColumn", "Defaults", "MaskSalt", "Plan", "Resync", "Service", "SourceConfig", "TableRoute",
            "TargetConfig", "Transform", "slug"]

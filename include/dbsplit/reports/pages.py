@@ -1,6 +1,6 @@
 """Report pages built from the evidence files: runs list, one run, one table (no Airflow, no FastAPI).
 
-Everything read here comes from the reports directory (see dbsplit.reports.evidence for its layout)
+Everything read here comes from the reports directory (see dbsplit.model.evidence for its layout)
 and every path is checked to stay inside it (`inside`), symlinks included. A damaged or half-written
 evidence file does not break a page: it is listed as unreadable and the others are shown.
 
@@ -21,11 +21,11 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import quote
 
-from dbsplit.reports.evidence import run_dir, safe_part
+from dbsplit.model.evidence import run_dir, safe_part
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 
-# The expectations dbsplit adds to the GX suite (see dbsplit.runtime): shown in their own sections.
+# The expectations dbsplit adds to the GX suite (see dbsplit.airflow.runtime): shown in their own sections.
 CHECKSUM = "dbsplit_chunk_checksums_match"
 REJECTS = "dbsplit_rejected_rows_within_limit"
 ROW_COUNT = "expect_table_row_count_to_equal"

@@ -108,8 +108,8 @@ def toy_paused():
 
 @dag(dag_id="toy_trigger_paused", schedule=None, start_date=START, catchup=False)
 def toy_trigger_paused():
-    from dbsplit.render import _TriggerService
-    from dbsplit.specs import ServiceDagSpec
+    from dbsplit.airflow.render import _TriggerService
+    from dbsplit.airflow.specs import ServiceDagSpec
 
     _TriggerService(spec=ServiceDagSpec("toy_paused", "toy", "paused", "src", "dst", 0, 1000, ()))
 

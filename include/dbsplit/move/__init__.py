@@ -1,1 +1,0 @@
-"""Data movement: extract from the source, transform, load into the target."""
