@@ -67,6 +67,6 @@ def test_init_plan_checks_and_migrates(example: str, by: str, make_db, tmp_path:
 
 
 def _conninfo(conn_id: str) -> str:
-    from dbsplit.pg.conn import resolve
+    from dbsplit.airflow.connections import resolve
 
     return resolve(conn_id)

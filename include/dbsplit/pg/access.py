@@ -53,28 +53,6 @@ class AccessError(DbsplitError):
     """A service role's privileges cannot be set as dbsplit needs them."""
 
 
-def service_role(target_conn_id: str) -> tuple[str, str | None] | None:
-    """(login, password) of the `<target conn id>_role` Airflow connection, None when it is not defined."""
-    from airflow.sdk import BaseHook
-
-    try:
-        c = BaseHook.get_connection(f"{target_conn_id}_role")
-    except Exception:  # noqa: BLE001  (not defined: no role to manage for this service)
-        return None
-    return (c.login, c.password) if c.login else None
-
-
-def grant_service(target_conninfo: str, target_conn_id: str, tables: Sequence[tuple[str, str]]) -> list[str]:
-    """grant_tables for the role of a service's target connection ((schema, table) pairs), own transaction.
-
-    Nothing happens when the service has no role connection. Returns the changes made."""
-    role = service_role(target_conn_id)
-    if role is None:
-        return []
-    with psycopg.connect(target_conninfo) as conn, conn.transaction():
-        return grant_tables(conn, role[0], tables)
-
-
 def grant_tables(conn: psycopg.Connection, role: str, tables: Sequence[tuple[str, str]]) -> list[str]:
     """Inside the caller's transaction: the role holds exactly the DML privileges on these tables and
     their sequences, USAGE on their schemas, nothing on dbsplit's schemas. Returns the changes made.

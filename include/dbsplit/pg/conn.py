@@ -83,20 +83,6 @@ def conninfo_from_airflow(conn: Any) -> str:
     return make_conninfo(**{k: v for k, v in params.items() if v not in (None, "")})
 
 
-def resolve(conn_id: str) -> str:
-    """The conninfo of an Airflow connection id; call at task run time, never at DAG parse time."""
-    from airflow.sdk import BaseHook
-
-    try:
-        conn = BaseHook.get_connection(conn_id)
-    except Exception as exc:  # Airflow raises AirflowNotFoundException and runtime errors alike
-        raise ConnectionConfigError(
-            f"Airflow connection {conn_id!r} is not defined ({exc}). Fix: create it in the Airflow UI, "
-            f"or export AIRFLOW_CONN_{conn_id.upper()} (dbsplit env prints them for the embedded server)."
-        ) from exc
-    return conninfo_from_airflow(conn)
-
-
 def sqlalchemy_url(conninfo: str) -> str:
     """A SQLAlchemy URL for psycopg 3; a socket directory goes in ?host= so that it is not read as the database."""
     p = conninfo_to_dict(conninfo)
