@@ -10,7 +10,7 @@ AIRFLOW_PORT ?= 8080
 TEST_WORKERS ?= 2
 PYTEST_PARALLEL := -n $(TEST_WORKERS) --dist loadscope
 
-.PHONY: install demo test test-pg15 airflow lock bench clean
+.PHONY: install demo lint test test-pg15 airflow lock bench clean
 
 $(STAMP): requirements.txt constraints.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,8 +24,12 @@ install: $(STAMP)
 demo: install
 	$(BIN)/dbsplit demo
 
-## test: the whole test suite against the embedded PostgreSQL (or $$DBSPLIT_TEST_PG_URL)
-test: install
+## lint: the layer contracts (.importlinter: which package may import which; only airflow/ and local/ import Airflow)
+lint: install
+	PYTHONPATH=$(CURDIR)/include $(BIN)/lint-imports --no-cache
+
+## test: `make lint`, then the whole test suite against the embedded PostgreSQL (or $$DBSPLIT_TEST_PG_URL)
+test: lint
 	$(BIN)/pytest -q $(PYTEST_PARALLEL)
 
 ## test-pg15: the integration tests against the PostgreSQL server at $(PG15_URL)
