@@ -8,7 +8,7 @@
 #   one transaction: the session settings, the row count of every table (custom settings
 #   dbsplit.<table>), schema.sql, ../generate_helpers.sql, generate.sql, constraints.sql, ANALYZE
 #   of the sample tables.
-# tests/unit/test_compose.py compares the shares and settings below with include/dbsplit/samples.py
+# tests/unit/test_compose.py compares the shares and settings below with include/dbsplit/local/samples.py
 # and runs this script against a real server.
 #
 # Environment: POSTGRES_USER and POSTGRES_DB (set by the image; PGHOST, PGPORT and PGPASSWORD are

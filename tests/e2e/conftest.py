@@ -1,7 +1,7 @@
 """A real Airflow for the end-to-end tests: `airflow standalone` with dbsplit's DAGs and plugin.
 
 One `airflow standalone` per test session (fixture `airflow_server`), as `dbsplit airflow` starts
-it (include/dbsplit/cli.py), but everything in a temporary directory: AIRFLOW_HOME, DBSPLIT_HOME,
+it (include/dbsplit/local/cli.py), but everything in a temporary directory: AIRFLOW_HOME, DBSPLIT_HOME,
 the reports dir, and an embedded PostgreSQL holding a small jobboard monolith. The API server
 listens on 127.0.0.1 on a free port; the log servers too get free ports (their defaults, 8793 and
 8794, listen on all interfaces and would clash with a `make airflow` running beside).

@@ -151,7 +151,7 @@ def check_managed(conn: psycopg.Connection, schema: str, table: str) -> None:
 def add_foreign_keys(conn: psycopg.Connection, schema: str, table: str, fks: Sequence[dict]) -> None:
     """Recreate the foreign keys that stay inside a service ({"columns", "ref_table", "ref_columns", "on_delete"}).
 
-    DEFERRABLE INITIALLY IMMEDIATE: checked per statement for everyone, but the resync (move/resync.py)
+    DEFERRABLE INITIALLY IMMEDIATE: checked per statement for everyone, but the resync (engine/resync/resync.py)
     defers them to the commit of its one merge transaction over the service's tables."""
     for fk in fks:
         ref_schema, ref_table = fk["ref_table"].split(".", 1)

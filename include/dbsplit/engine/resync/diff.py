@@ -1,7 +1,7 @@
 """Which keys differ between two key sets, found by key-range fingerprints without moving the keys.
 
 Each side is a relation with key columns (the same types on both sides) and a fingerprint
-expression per key: the first 60 bits of md5 of the key's text, as in validate/checksums.py. A
+expression per key: the first 60 bits of md5 of the key's text, as in engine/verify/checksums.py. A
 range's summary is (count, sum of fingerprints); sums are additive and order-independent, so a
 range whose summaries are equal holds the same keys on both sides (up to a 2^-60 chance).
 

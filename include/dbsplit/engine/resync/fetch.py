@@ -11,7 +11,7 @@
                               for mapped keys (only when the key table is rebuilt)
 
 Pass-through tables move as binary COPY from the source query straight into the staging table (text
-COPY when a column type cannot travel in binary); other tables go through move/transform.py's
+COPY when a column type cannot travel in binary); other tables go through engine/migrate/transform.py's
 extract_chunk -> transform_chunk -> load_chunk, so that every value equals what a full load writes.
 For mapped keys the (source key, target key) pairs are made by the same functions from a key-only
 table whose target key columns are the table's own key ColumnMaps (uuid_key, cast, ...).

@@ -8,7 +8,7 @@ One resync, in one read-only REPEATABLE READ snapshot of the source:
 
 1. Changed rows: every row whose watermark is above the last successful watermark minus `overlap`
    (clock skew and transactions that committed late) is read, transformed exactly as a full load
-   (pass-through tables as binary COPY, others through move/transform.py) and COPYed into a
+   (pass-through tables as binary COPY, others through engine/migrate/transform.py) and COPYed into a
    temporary staging table in the target. The highest watermark of the snapshot becomes the next
    starting point once the run commits.
 2. Deleted (and missed) rows: the source's key set is compared with the target's key table
@@ -476,7 +476,7 @@ class _Run:
         enter it), so both sides of a comparison come from one implementation: PostgreSQL's own 64-bit
         extended hash (the hash-partitioning family, 0.1-0.3 us a key): the key type's default hash
         function for a one-column key, hash_record_extended for several columns; for key types without
-        one, the md5-based 60-bit fingerprint of validate/checksums.py (several microseconds a key). The
+        one, the md5-based 60-bit fingerprint of engine/verify/checksums.py (several microseconds a key). The
         function and the source's major version are recorded: a change rebuilds the key table."""
         major = self.src.info.server_version // 10000
         if len(self.spec.source_cols) == 1:

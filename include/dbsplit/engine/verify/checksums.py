@@ -2,7 +2,7 @@
 
 A row's fingerprint is, by method:
   md5     the first 60 bits of md5 of its record text (`ROW(...)::text`): the same on every supported
-          PostgreSQL version, and what the transformed path reproduces in Python (validate/row_text.py);
+          PostgreSQL version, and what the transformed path reproduces in Python (model/row_text.py);
   hash64  hash_record_extended(ROW(...), 0) (PostgreSQL 14 and later on both sides, about three
           times cheaper): columns whose hash is not their exact value or differs between databases
           (numeric without a declared scale and jsonb equal at another scale, floats, intervals,
@@ -182,7 +182,7 @@ def set_local(conn: psycopg.Connection, settings: dict[str, str]) -> None:
 
 
 # --------------------------------------------------------------------------------------------
-# transformed tables: chunk checksums computed by transform_chunk (validate/row_text.py)
+# transformed tables: chunk checksums computed by transform_chunk (model/row_text.py)
 
 RowsOf = Callable[[Chunk], "list[tuple[str, str | None, int]] | None"]
 
