@@ -16,8 +16,9 @@ from typing import Any
 
 import psycopg
 
-from dbsplit.airflow import connections
-from dbsplit.pg import conn, provision, staging
+from dbsplit.airflow import connections as conn  # Airflow connections: resolve, service_role, grant_service
+from dbsplit.pg import provision, staging
+from dbsplit.pg.conn import dbname_of
 from dbsplit.errors import DataCheckFailed, DbsplitError
 from dbsplit.pg import copy
 from dbsplit.plan import Plan, load_plan
@@ -33,12 +34,12 @@ def _plan(orch: dict[str, Any]) -> Plan:
 
 def _tables(orch: dict[str, Any], services: list[str] | None = None) -> dict[str, list[ResolvedTable]]:
     plan = _plan(orch)
-    with copy.source_connection(connections.resolve(plan.source.conn_id)) as src, src.transaction():
+    with copy.source_connection(conn.resolve(plan.source.conn_id)) as src, src.transaction():
         return {s: resolve_service(plan, s, src) for s in (services or list(plan.services))}
 
 
 def _target(plan: Plan, service: str) -> str:
-    return connections.resolve(plan.services[service].target.conn_id)
+    return conn.resolve(plan.services[service].target.conn_id)
 
 
 def backups_dir() -> Path:
@@ -58,8 +59,8 @@ def preflight(orch: dict[str, Any], services: list[str]) -> dict[str, Any]:
     routes = [(t.source_schema, t.source_table, t.target_schema, t.target_table, plan.services[s].target.conn_id)
               for s, ts in tables.items() for t in ts]
     roles = {r[0]: plan.services[s].target.conn_id for s in services
-             if (r := connections.service_role(plan.services[s].target.conn_id)) is not None}
-    report = run_checks(connections.resolve(plan.source.conn_id), targets, routes, roles=roles)
+             if (r := conn.service_role(plan.services[s].target.conn_id)) is not None}
+    report = run_checks(conn.resolve(plan.source.conn_id), targets, routes, roles=roles)
     log.info("preflight:\n%s", report)
     if not report.ok:
         raise DataCheckFailed("preflight failed: " + "; ".join(f"{c.name}: {c.detail}" for c in report.failures))
@@ -75,14 +76,14 @@ def backup(orch: dict[str, Any], services: list[str], run_id: str) -> dict[str, 
     out = backups_dir() / orch["plan"] / run_id.replace(":", "_").replace("+", "_")
     tables = _tables(orch)  # every table of the plan: a restore needs the tables that foreign keys point at
     source_tables = sorted({(t.source_schema, t.source_table) for ts in tables.values() for t in ts})
-    files = [bk.dump_tables(connections.resolve(plan.source.conn_id), source_tables, out / "source")]
+    files = [bk.dump_tables(conn.resolve(plan.source.conn_id), source_tables, out / "source")]
     for s in services:
         target = _target(plan, s)
         if _database_exists(target):
             files.append(bk.dump_database(target, out / f"target-{s}"))
     for f in files:
         bk.verify(f)
-    _test_restore(files[0], connections.resolve(plan.source.conn_id), source_tables)
+    _test_restore(files[0], conn.resolve(plan.source.conn_id), source_tables)
     log.info("backups in %s: %s", out, ", ".join(f"{f.path.name} ({f.bytes} bytes)" for f in files))
     return {"dir": str(out), "files": [str(f.path) for f in files]}
 
@@ -131,10 +132,10 @@ def provision_targets(orch: dict[str, Any], services: list[str]) -> dict[str, An
         svc = plan.services[s]
         created_db = provision.ensure_database(target)
         provision.ensure_schema(target, svc.target.schema_)
-        role = connections.service_role(svc.target.conn_id)
+        role = conn.service_role(svc.target.conn_id)
         result = None
         if role is not None:
-            result = provision.ensure_service_role(target, conn.dbname_of(target), role[0], role[1], [svc.target.schema_])
+            result = provision.ensure_service_role(target, dbname_of(target), role[0], role[1], [svc.target.schema_])
         done[s] = {"created_database": created_db or bool(result and result.created_database),
                    "role": role[0] if role else None, "created_role": bool(result and result.created_role)}
     log.info("provisioned: %s", done)
@@ -169,7 +170,7 @@ def freeze_source(orch: dict[str, Any], services: list[str], run_id: str) -> dic
 
     plan = _plan(orch)
     tables = sorted({(t.source_schema, t.source_table) for ts in _tables(orch, services).values() for t in ts})
-    state = freeze(connections.resolve(plan.source.conn_id), tables,
+    state = freeze(conn.resolve(plan.source.conn_id), tables,
                    f"dbsplit plan {plan.name!r} run {run_id} has cut over: write to the service databases")
     return {"frozen": [list(t) for t in state.newly_frozen]}
 
@@ -185,7 +186,7 @@ def final_sync(orch: dict[str, Any], services: list[str], run_id: str) -> dict[s
     from dbsplit.airflow.runtime import mask_salt, table_suites
 
     plan = _plan(orch)
-    source = connections.resolve(plan.source.conn_id)
+    source = conn.resolve(plan.source.conn_id)
     done: dict[str, Any] = {}
     keyless: list[str] = []
     for service, resolved in _tables(orch, services).items():
@@ -202,7 +203,7 @@ def final_sync(orch: dict[str, Any], services: list[str], run_id: str) -> dict[s
         finally:
             for table in only_now:   # no resync DAG keeps it current: nothing would read its change log
                 remove_change_tracking(target, table)
-        connections.grant_service(target, plan.services[service].target.conn_id,
+        conn.grant_service(target, plan.services[service].target.conn_id,
                              [(t.target_schema, t.target_table) for t in resolved])
         done[service] = {name: {"upserted": r.upserted, "deleted": r.deleted, "conflicts": len(r.conflicts)}
                          for name, r in results.items()}
@@ -224,7 +225,7 @@ def mark_cut_over(orch: dict[str, Any], services: list[str], service: str, run_i
     with psycopg.connect(_target(plan, service), autocommit=True) as tgt:
         resync_state.mark_cut_over(tgt, names, run_id)
     # the service's database is the system of record from now on: its role can use every table
-    granted = connections.grant_service(_target(plan, service), plan.services[service].target.conn_id, tables)
+    granted = conn.grant_service(_target(plan, service), plan.services[service].target.conn_id, tables)
     return {"service": service, "cut_over": names, "granted": granted}
 
 
@@ -265,7 +266,7 @@ def unfreeze_source(orch: dict[str, Any], tables: list[list[str]] | None = None)
     plan = _plan(orch)
     if tables is None:
         tables = sorted({(t.source_schema, t.source_table) for ts in _tables(orch).values() for t in ts})
-    done = unfreeze(connections.resolve(plan.source.conn_id), [tuple(t) for t in tables])
+    done = unfreeze(conn.resolve(plan.source.conn_id), [tuple(t) for t in tables])
     return {"unfrozen": [list(t) for t in done]}
 
 
@@ -300,12 +301,12 @@ def provision_undo(plan: Plan, service: str, p: dict[str, Any]) -> str:
                                 "('pg_catalog', 'information_schema', '_dbsplit', '_dbsplit_staging', '_dbsplit_prev')"
                                 ).fetchone()[0]
     if user_tables:
-        return f"kept database {conn.dbname_of(target)} ({user_tables} table(s) in it)"
+        return f"kept database {dbname_of(target)} ({user_tables} table(s) in it)"
     from dbsplit.pg.conn import with_dbname
 
     with psycopg.connect(with_dbname(target, "postgres"), autocommit=True) as c:
         c.execute(psycopg.sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-            psycopg.sql.Identifier(conn.dbname_of(target))))
+            psycopg.sql.Identifier(dbname_of(target))))
         if p.get("created_role") and p.get("role"):
             c.execute(psycopg.sql.SQL("DROP ROLE IF EXISTS {}").format(psycopg.sql.Identifier(p["role"])))
-    return f"dropped database {conn.dbname_of(target)} created by this run"
+    return f"dropped database {dbname_of(target)} created by this run"

@@ -22,7 +22,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from dbsplit.airflow import connections
+from dbsplit.airflow import connections as conn  # Airflow connections: resolve, service_role, grant_service
 from dbsplit.pg import access, catalog, ddl, provision, staging, state
 from dbsplit.engine import resolve
 from dbsplit.errors import DataCheckFailed, RejectLimitExceeded
@@ -66,7 +66,7 @@ def _open_path(text: str) -> Any:
 
 def prepare_target(service: dict[str, Any]) -> dict[str, Any]:
     """Create the target database and state schema; refuse live tables that dbsplit did not create."""
-    target = connections.resolve(service["target_conn_id"])
+    target = conn.resolve(service["target_conn_id"])
     created_db = provision.ensure_database(target)
     with psycopg.connect(target) as tgt, tgt.transaction():
         state.ensure_state_schema(tgt)
@@ -116,11 +116,11 @@ def _target_columns(rt: ResolvedTable) -> list[list[str]]:
 def plan_chunks(service: dict[str, Any], selector: str | None, run_id: str) -> list[dict[str, Any]]:
     """Chunks of the selected table(s): those of an unfinished load (resume), or a new plan over fresh staging."""
     out: list[dict[str, Any]] = []
-    with copy.source_connection(connections.resolve(service["source_conn_id"])) as src, src.transaction():
+    with copy.source_connection(conn.resolve(service["source_conn_id"])) as src, src.transaction():
         tables = _selected(service, _resolved(service, src), selector)
         if service.get("chunk_rows_override"):
             tables = [dataclasses.replace(t, chunk_rows=service["chunk_rows_override"]) for t in tables]
-        with psycopg.connect(connections.resolve(service["target_conn_id"])) as tgt:
+        with psycopg.connect(conn.resolve(service["target_conn_id"])) as tgt:
             for rt in tables:
                 with tgt.transaction():
                     out += _table_chunks(src, tgt, rt, run_id)
@@ -160,7 +160,7 @@ def extract(service: dict[str, Any], chunk: dict[str, Any], run_id: str) -> dict
     rt = ResolvedTable.from_dict(chunk["table"])
     path = staging_file(service["dag_id"], run_id, f"{service['service']}/{_safe(rt.target_table)}",
                         f"chunk-{chunk['index']:05d}.extract")
-    source = connections.resolve(service["source_conn_id"])
+    source = conn.resolve(service["source_conn_id"])
     where = chunk_where(Chunk.from_dict(chunk), rt.source_key)
     with copy.source_connection(source) as src, src.transaction():
         if not rt.passthrough:
@@ -242,7 +242,7 @@ def load(service: dict[str, Any], transformed: dict[str, Any], run_id: str) -> d
     rt = ResolvedTable.from_dict(chunk["table"])
     path = _open_path(transformed["path"])
     stg = staging.side_name(rt.target_schema, rt.target_table)
-    with psycopg.connect(connections.resolve(service["target_conn_id"])) as tgt, tgt.transaction():
+    with psycopg.connect(conn.resolve(service["target_conn_id"])) as tgt, tgt.transaction():
         if not state.claim_chunk(tgt, chunk["load_id"], chunk["index"], transformed.get("source_rows", transformed["rows"]),
                                  transformed.get("source_checksum"), run_id):
             log.info("%s: already loaded (a concurrent or earlier attempt), skipped", transformed["label"])
@@ -278,8 +278,8 @@ def validate(service: dict[str, Any], selector: str, run_id: str) -> dict[str, A
     """Check one staged table against what was extracted, record the evidence, raise DataCheckFailed on failure."""
     from dbsplit.engine.verify.gx_checks import ROW_COUNT, validate_table
 
-    target = connections.resolve(service["target_conn_id"])
-    with copy.source_connection(connections.resolve(service["source_conn_id"])) as src, src.transaction():
+    target = conn.resolve(service["target_conn_id"])
+    with copy.source_connection(conn.resolve(service["source_conn_id"])) as src, src.transaction():
         [rt] = _selected(service, _resolved(service, src), selector)
     name = f"{rt.target_schema}.{rt.target_table}"
     with psycopg.connect(target) as tgt:
@@ -373,7 +373,7 @@ def _conninfo_if_defined(conn_id: str) -> str | None:
     from dbsplit.errors import ConnectionConfigError
 
     try:
-        return connections.resolve(conn_id)
+        return conn.resolve(conn_id)
     except ConnectionConfigError:
         return None
 
@@ -439,13 +439,13 @@ def _checksum_outcome(service: dict[str, Any], rt: ResolvedTable, load_id: int, 
     relation = staging.staging_ident(rt.target_schema, rt.target_table)
     exprs = checksums.columns([m.target for m in rt.columns])
     money = any("money" in m.target_type for m in rt.columns)
-    with copy.source_connection(connections.resolve(service["source_conn_id"])) as src, src.transaction():
+    with copy.source_connection(conn.resolve(service["source_conn_id"])) as src, src.transaction():
         settings = checksums.session_settings(src, money)
     if not rt.passthrough:
         from dbsplit.engine.migrate.arrow_io import TEXT_SETTINGS
 
         settings |= {k: v for k, v in TEXT_SETTINGS.items() if k in checksums.TEXT_OUTPUT_SETTINGS}
-    with psycopg.connect(connections.resolve(service["target_conn_id"])) as tgt:
+    with psycopg.connect(conn.resolve(service["target_conn_id"])) as tgt:
         expected = state.source_checksums(tgt, load_id)
         if any(c is None for _, c in expected.values()):
             why = (f"custom function {rt.custom} returns PostgreSQL input text, not the text the target prints"
@@ -518,7 +518,7 @@ def _differing_rows(service: dict[str, Any], rt: ResolvedTable, tgt: psycopg.Con
             if "salt" not in cache:   # read only when a chunk must be re-transformed
                 cache["salt"] = mask_salt(plan)
             if c.index not in cache:
-                with copy.source_connection(connections.resolve(service["source_conn_id"])) as src, src.transaction():
+                with copy.source_connection(conn.resolve(service["source_conn_id"])) as src, src.transaction():
                     cache[c.index] = tx.chunk_row_fingerprints(src, rt, chunk_where(c, rt.source_key),
                                                                plan.namespace_uuid, cache["salt"])
             return cache[c.index]
@@ -527,20 +527,20 @@ def _differing_rows(service: dict[str, Any], rt: ResolvedTable, tgt: psycopg.Con
     if not key or chunk is None:
         return []
     where = chunk_where(chunk, key)
-    with copy.source_connection(connections.resolve(service["source_conn_id"])) as src, src.transaction():
+    with copy.source_connection(conn.resolve(service["source_conn_id"])) as src, src.transaction():
         source_rows = checksums.row_fingerprints(
             src, sql.Identifier(rt.source_schema, rt.source_table), exprs, key, _and(where, rt.filter))
     return checksums.differing_keys(source_rows, checksums.row_fingerprints(tgt, relation, exprs, key, where))
 
 
 def _service_tables(service: dict[str, Any]) -> list[ResolvedTable]:
-    with copy.source_connection(connections.resolve(service["source_conn_id"])) as src, src.transaction():
+    with copy.source_connection(conn.resolve(service["source_conn_id"])) as src, src.transaction():
         return _resolved(service, src)
 
 
 def checkpoint(service: dict[str, Any], run_id: str) -> str:
     """The go/no-go decision from this run's evidence: "promote", "rollback" (a check failed) or "hold"."""
-    with psycopg.connect(connections.resolve(service["target_conn_id"])) as tgt:
+    with psycopg.connect(conn.resolve(service["target_conn_id"])) as tgt:
         verdicts = {e.target_table: e.success for e in state.latest_evidence(tgt) if e.run_id == run_id}
     tables = [f"{t.target_schema}.{t.target_table}" for t in _service_tables(service)]
     if any(verdicts.get(t) is False for t in tables):
@@ -555,8 +555,8 @@ def checkpoint(service: dict[str, Any], run_id: str) -> str:
 def promote(service: dict[str, Any]) -> dict[str, Any]:
     """Swap every staged table of the service into place, then its internal foreign keys, in one transaction."""
     tables = _service_tables(service)
-    role = connections.service_role(service["target_conn_id"])
-    with psycopg.connect(connections.resolve(service["target_conn_id"])) as tgt, tgt.transaction():
+    role = conn.service_role(service["target_conn_id"])
+    with psycopg.connect(conn.resolve(service["target_conn_id"])) as tgt, tgt.transaction():
         for rt in tables:
             staging.promote(tgt, rt.target_schema, rt.target_table)
             _finish_open_load(tgt, f"{rt.target_schema}.{rt.target_table}", "promoted")
@@ -574,7 +574,7 @@ def _track_changes(service: dict[str, Any], tables: list[ResolvedTable]) -> None
     """Record writes made by others to freshly promoted tables that the resync will keep current."""
     from dbsplit.engine.resync.resync import install_change_tracking
 
-    target = connections.resolve(service["target_conn_id"])
+    target = conn.resolve(service["target_conn_id"])
     for rt in tables:
         if rt.watermark:
             install_change_tracking(target, rt)
@@ -594,11 +594,11 @@ def resync(service: dict[str, Any], run_id: str) -> dict[str, Any]:
     if not tables:
         log.info("service %s: no table has a watermark; nothing to resync", service["service"])
         return {}
-    results = resync_service(connections.resolve(service["source_conn_id"]), connections.resolve(service["target_conn_id"]), tables,
+    results = resync_service(conn.resolve(service["source_conn_id"]), conn.resolve(service["target_conn_id"]), tables,
                              namespace=plan.namespace_uuid, salt=mask_salt(plan),
                              on_conflict=plan.services[service["service"]].resync.on_conflict, run_id=run_id,
                              suites=table_suites(service["plan_path"], tables))
-    connections.grant_service(connections.resolve(service["target_conn_id"]), service["target_conn_id"],
+    conn.grant_service(conn.resolve(service["target_conn_id"]), service["target_conn_id"],
                          [(t.target_schema, t.target_table) for t in tables])
     for name, result in results.items():
         log.info("%s: %d upserted, %d deleted, %d conflicts in %.2f s (watermark %s -> %s)", name, result.upserted,
@@ -615,7 +615,7 @@ def resync(service: dict[str, Any], run_id: str) -> dict[str, Any]:
 def rollback(service: dict[str, Any]) -> dict[str, Any]:
     """Drop the service's staging tables; live tables stay exactly as they were."""
     tables = _service_tables(service)
-    with psycopg.connect(connections.resolve(service["target_conn_id"])) as tgt, tgt.transaction():
+    with psycopg.connect(conn.resolve(service["target_conn_id"])) as tgt, tgt.transaction():
         for rt in tables:
             staging.drop_staging_table(tgt, rt.target_schema, rt.target_table)
             _finish_open_load(tgt, f"{rt.target_schema}.{rt.target_table}", "rolled_back")
@@ -626,7 +626,7 @@ def rollback(service: dict[str, Any]) -> dict[str, Any]:
 def finish(service: dict[str, Any], run_id: str) -> None:
     """End the run: raise DataCheckFailed naming every failed check unless every table was validated."""
     tables = [f"{t.target_schema}.{t.target_table}" for t in _service_tables(service)]
-    with psycopg.connect(connections.resolve(service["target_conn_id"])) as tgt:
+    with psycopg.connect(conn.resolve(service["target_conn_id"])) as tgt:
         evidence = {e.target_table: e for e in state.latest_evidence(tgt) if e.run_id == run_id}
     problems = []
     for t in tables:
