@@ -11,6 +11,7 @@ from psycopg import IsolationLevel, generators, pq, sql
 
 BUFFER = 1 << 20
 JOIN_MESSAGES = 2048   # COPY TO messages (rows) joined per write
+JOIN_BYTES = 4 << 20   # ... and no more once they hold this many bytes (big rows: fewer copies in memory)
 
 
 @dataclass(frozen=True)
@@ -34,7 +35,8 @@ def select_sql(schema: str, table: str, columns: Sequence[str]) -> sql.Composed:
 
 
 def joined_messages(copy: psycopg.Copy) -> Iterator[bytes]:
-    """The data of a COPY TO STDOUT in blocks of up to JOIN_MESSAGES messages.
+    """The data of a COPY TO STDOUT in blocks of up to JOIN_MESSAGES messages (fewer past JOIN_BYTES);
+    each block ends where a message ends (COPY TO sends one message per row).
 
     The server sends one message per row, and psycopg's Copy.read() spends several Python frames on
     each (iterator, wait, generators). Here psycopg reads the first message of each block (it waits
@@ -45,10 +47,12 @@ def joined_messages(copy: psycopg.Copy) -> Iterator[bytes]:
     get = copy.connection.pgconn.get_copy_data
     while first := copy.read():
         messages = [first]
-        while len(messages) < JOIN_MESSAGES:
+        size = len(first)
+        while len(messages) < JOIN_MESSAGES and size < JOIN_BYTES:
             nbytes, data = get(1)
             if nbytes > 0:
                 messages.append(data)
+                size += nbytes
             elif nbytes == 0:   # nothing buffered: the next block starts with psycopg's waiting read
                 break
             else:
