@@ -99,3 +99,11 @@ def test_transform_chunk_takes_large_string_columns(tmp_path: Path, mode: str) -
     (t1, _), (t2, _) = arrow_io.read_staging(tmp_path / "t1"), arrow_io.read_staging(tmp_path / "t2")
     assert s1.checksum == s2.checksum and t1.to_pylist() == t2.to_pylist()
     assert t2.schema.field("full_name").type == (pa.large_binary() if mode == "binary" else pa.large_string())
+
+
+@pytest.mark.parametrize("values", [[""], [None], ["a b"], ["x" * 100]])
+def test_a_one_row_batch_is_fingerprinted_like_any_other(values: list) -> None:
+    cols = [pa.array(values, pa.string())]
+    assert (row_text.row_fingerprints(cols) == row_text.fingerprints(row_text.record_text(cols))).all()
+    sliced = [pa.array(["pad"] + values, pa.string()).slice(1)]
+    assert (row_text.row_fingerprints(sliced) == row_text.fingerprints(row_text.record_text(cols))).all()

@@ -95,7 +95,7 @@ def _csv_options(names: Sequence[str], block_size: int) -> tuple[pcsv.ReadOption
     return read, parse, convert
 
 
-def _parse_csv(block: bytes, names: Sequence[str]) -> pa.Table:
+def _parse_csv(block: bytes | memoryview, names: Sequence[str]) -> pa.Table:
     """Whole CSV rows parsed in one block (a block size of the data's own: no row straddles two)."""
     read, parse, convert = _csv_options(names, len(block) + 1)
     return pcsv.read_csv(pa.BufferReader(block), read_options=read, parse_options=parse, convert_options=convert)

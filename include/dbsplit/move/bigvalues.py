@@ -29,9 +29,9 @@ _LARGE = {pa.string(): pa.large_string(), pa.binary(): pa.large_binary()}
 _NARROW = {v: k for k, v in _LARGE.items()}
 
 
-def row_blocks(pieces: Iterable[bytes], size: int) -> Iterator[bytes]:
+def row_blocks(pieces: Iterable[bytes | memoryview], size: int) -> Iterator[bytes | memoryview]:
     """Blocks of at least size bytes (the last may be smaller) joined from pieces that each end on a row boundary."""
-    parts: list[bytes] = []
+    parts: list[bytes | memoryview] = []
     n = 0
     for piece in pieces:
         parts.append(piece)

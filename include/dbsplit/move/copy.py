@@ -34,9 +34,10 @@ def select_sql(schema: str, table: str, columns: Sequence[str]) -> sql.Composed:
     return sql.SQL("SELECT {} FROM {}").format(cols, sql.Identifier(schema, table))
 
 
-def joined_messages(copy: psycopg.Copy) -> Iterator[bytes]:
-    """The data of a COPY TO STDOUT in blocks of up to JOIN_MESSAGES messages (fewer past JOIN_BYTES);
-    each block ends where a message ends (COPY TO sends one message per row).
+def joined_messages(copy: psycopg.Copy) -> Iterator[bytes | memoryview]:
+    """The data of a COPY TO STDOUT in blocks of up to JOIN_MESSAGES messages (fewer past JOIN_BYTES),
+    each ending where a message ends; a message of JOIN_BYTES or more is a block of its own, passed
+    on as psycopg gave it (a memoryview: a big row is not copied once more).
 
     The server sends one message per row, and psycopg's Copy.read() spends several Python frames on
     each (iterator, wait, generators). Here psycopg reads the first message of each block (it waits
@@ -46,8 +47,11 @@ def joined_messages(copy: psycopg.Copy) -> Iterator[bytes]:
     read would have done (final result, error, rowcount)."""
     get = copy.connection.pgconn.get_copy_data
     while first := copy.read():
-        messages = [first]
         size = len(first)
+        if size >= JOIN_BYTES:
+            yield first
+            continue
+        messages = [first]
         while len(messages) < JOIN_MESSAGES and size < JOIN_BYTES:
             nbytes, data = get(1)
             if nbytes > 0:

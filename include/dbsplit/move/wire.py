@@ -194,17 +194,20 @@ def _flat(arr: pa.Array) -> tuple[np.ndarray, np.ndarray]:
 def _binary_from(offsets: np.ndarray, data: np.ndarray, validity: pa.Array | None) -> pa.Array:
     n = len(offsets) - 1
     typ, width = bigvalues.offsets_type(int(offsets[-1]))   # large_binary past 2 GB
-    arr = pa.Array.from_buffers(typ, n, [None, pa.py_buffer(offsets.astype(width)),
-                                         pa.py_buffer(np.ascontiguousarray(data))])
+    valid = None   # validity's nulls as a bitmap (a fresh boolean array: offset 0), not a copy of the data
     if validity is not None and validity.null_count:
-        arr = pc.if_else(pc.is_valid(validity), arr, pa.scalar(None, typ))
-    return arr
+        valid = pc.is_valid(validity.combine_chunks() if isinstance(validity, pa.ChunkedArray) else validity)
+    bitmap = valid.buffers()[1] if valid is not None else None
+    return pa.Array.from_buffers(typ, n, [bitmap, pa.py_buffer(offsets.astype(width)),
+                                          pa.py_buffer(np.ascontiguousarray(data))])
 
 
 def bytea_hex_to_binary(arr: pa.Array) -> pa.Array:
     """Decode PostgreSQL bytea hex text ('\\x0a1b...') into bytes, vectorised; NULL stays NULL."""
     offsets, data = _flat(arr)
-    decoded = (_HEX_VALUES[data[0::2]] << 4) | _HEX_VALUES[data[1::2]]
+    decoded = _HEX_VALUES[data[0::2]]   # in place: one temporary array of the decoded size, not three
+    decoded <<= 4
+    decoded |= _HEX_VALUES[data[1::2]]
     # each non-empty value starts with "\x", which decoded into one junk byte: drop those
     half = offsets // 2
     nonempty = half[1:] > half[:-1]

@@ -103,10 +103,24 @@ def row_fingerprints(columns: Sequence[pa.Array | pa.ChunkedArray], safe: Sequen
         batch = [quote_field(c, s) for c, s in zip(rows.columns, safe)]
         inner = batch[0].fill_null("") if len(batch) == 1 else pc.binary_join_element_wise(
             *batch, ",", null_handling="replace", null_replacement="")
-        parts.append(b"".join([md5(b"(" + t + b")").digest() for t in inner.cast(pa.binary()).to_pylist()]))
+        inner = inner.cast(pa.binary())
+        if len(inner) == 1:   # a big row has a batch of its own: hashed in place, not copied twice
+            parts.append(_md5_in_place(inner))
+        else:
+            parts.append(b"".join([md5(b"(" + t + b")").digest() for t in inner.to_pylist()]))
     if not n:
         return np.zeros(0, dtype=np.int64)
     return _first_60_bits(b"".join(parts))
+
+
+def _md5_in_place(one: pa.BinaryArray) -> bytes:
+    """md5 digest of "(" + the one value of one + ")", read from the array's buffer."""
+    start, end = (int(x) for x in np.frombuffer(one.buffers()[1], dtype=np.int32)[one.offset:one.offset + 2])
+    h, data = _md5(b"("), one.buffers()[2]
+    if data is not None:
+        h.update(memoryview(data)[start:end])
+    h.update(b")")
+    return h.digest()
 
 
 def checksum_total(fps: np.ndarray) -> str:
