@@ -45,3 +45,8 @@ class RejectLimitExceeded(DbsplitError):
     def __init__(self, message: str, rejects: list) -> None:
         super().__init__(message)
         self.rejects = rejects
+
+
+class LoadRefused(DbsplitError):
+    """The target refuses a source row for good (a constraint or a value its type cannot hold): a retry
+    repeats it, so the task fails at once; the message names the row's problem and the fix."""
