@@ -32,7 +32,11 @@ def push_reason(exc: BaseException, ti: Any = None) -> None:
 def reason_on_failure(ti: Any = None) -> Iterator[None]:
     """Push the reason of any exception raised in the block, then re-raise it (a skip, reschedule or
     deferral is no failure)."""
-    from airflow.sdk.exceptions import AirflowRescheduleException, AirflowSkipException, DownstreamTasksSkipped
+    from airflow.sdk.exceptions import (
+        AirflowRescheduleException,
+        AirflowSkipException,
+        DownstreamTasksSkipped,
+    )
 
     try:
         yield

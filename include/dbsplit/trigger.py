@@ -7,8 +7,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from airflow.providers.standard.operators.trigger_dagrun import XCOM_RUN_ID, DagIsPaused, TriggerDagRunOperator
-from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException
+from airflow.providers.standard.operators.trigger_dagrun import (
+    XCOM_RUN_ID,
+    DagIsPaused,
+    TriggerDagRunOperator,
+)
+from airflow.sdk.exceptions import (
+    AirflowException,
+    AirflowFailException,
+    AirflowSkipException,
+)
 
 from dbsplit.failures import REASON_KEY, reason_on_failure
 from dbsplit.specs import ServiceDagSpec

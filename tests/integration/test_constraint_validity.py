@@ -9,13 +9,13 @@ from pathlib import Path
 import psycopg
 import pytest
 from airflow.sdk.exceptions import AirflowFailException
-
 from dbsplit import runtime
 from dbsplit.conn import airflow_conn_env
 from dbsplit.errors import LoadRefused
 from dbsplit.plan import load_plan
 from dbsplit.render import _run, service_descriptor
 from dbsplit.specs import service_specs
+
 from tests.integration.test_checkpoint_failures import migrate
 
 pytestmark = pytest.mark.integration

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import psycopg
 import pytest
-
 from dbsplit.freeze import TRIGGER
+
 from tests.integration.test_migrate_users import database_fingerprint
 from tests.integration.test_orchestrator import orchestrate, setup_example, user_tables
 
@@ -46,7 +46,7 @@ def freeze_triggers(conninfo: str) -> int:
 
 
 def test_backup_and_publish_failures_roll_back_and_name_the_task(make_db, tmp_path: Path) -> None:
-    plan, source, targets, env = setup_example("jobboard", make_db, tmp_path, TWO_SERVICES)
+    _, source, targets, env = setup_example("jobboard", make_db, tmp_path, TWO_SERVICES)
     before = {k: v for k, v in database_fingerprint(source).items() if k != "relations"}
 
     (tmp_path / "not_a_directory").write_text("")   # backups cannot be written below a file

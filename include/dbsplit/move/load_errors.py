@@ -8,6 +8,7 @@ import psycopg
 from dbsplit.errors import LoadRefused
 
 PERMANENT_CLASSES = ("22", "23")
+NOT_A_ROW = {"22P03", "22P04"}   # invalid binary representation, bad COPY file format: dbsplit's file, not a row
 _TRANSFORM = "a plan transform (`transforms: {<column>: {cast: <type>}}`, a mask, or `drop: true`)"
 
 
@@ -18,7 +19,7 @@ def _fix(exc: psycopg.Error) -> str:
         return (f"fix the row in the source, or cast the column to the domain's base type with {_TRANSFORM}: a domain's "
                 f"CHECK {d.constraint_name} is enforced on every value loaded, even when it is NOT VALID")
     if exc.sqlstate == "23514":
-        return (f"the source row violates CHECK {d.constraint_name} in the target: fix the row in the source, or mark "
+        return (f"the row violates CHECK {d.constraint_name} of the target: fix the row in the source, or mark "
                 "the source constraint NOT VALID (the target then keeps it NOT VALID and loads old rows), or drop "
                 f"or cast the column it reads with {_TRANSFORM}")
     if exc.sqlstate == "23502":
@@ -35,7 +36,7 @@ def _fix(exc: psycopg.Error) -> str:
 
 def refused(exc: psycopg.Error, where: str) -> LoadRefused | None:
     """A LoadRefused for an error a retry cannot fix (None for any other error). where: the chunk's label."""
-    if (exc.sqlstate or "")[:2] not in PERMANENT_CLASSES:
+    if (exc.sqlstate or "")[:2] not in PERMANENT_CLASSES or exc.sqlstate in NOT_A_ROW:
         return None
     d = exc.diag
     what = "; ".join(p for p in (d.message_primary, d.message_detail) if p) or str(exc)
