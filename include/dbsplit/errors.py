@@ -49,3 +49,8 @@ class RejectLimitExceeded(DbsplitError):
 
 class SqlFragmentError(DbsplitError):
     """An SQL fragment of a plan (filter, default, type) is not exactly one expression or type name."""
+
+
+class LoadRefused(DbsplitError):
+    """The target refuses a source row for good (a constraint or a value its type cannot hold): a retry
+    repeats it, so the task fails at once; the message names the row's problem and the fix."""

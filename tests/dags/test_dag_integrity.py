@@ -113,8 +113,40 @@ def test_orchestrator_triggers_the_service_dags_level_by_level(example: str) -> 
             assert trigger.upstream_task_ids == previous
             assert "rollback" in trigger.downstream_task_ids
         previous = {f"migrate.trigger_{s}" for s in level}
-    assert dag.get_task("rollback").trigger_rule == "one_failed"
     assert not [t for t in dag.task_ids if t.endswith((".extract", ".promote"))]   # no embedded pipelines
+
+
+@pytest.mark.parametrize("example", ["jobboard", "helpdesk"])
+def test_every_orchestrator_task_failing_runs_the_rollback(example: str) -> None:
+    """Rollback waits for every task (all_done over all of them) and is the run's only leaf: whichever
+    task fails, publish included, it runs once the others are done, and its state is the run's."""
+    from dbsplit.airflow.dagfactory import EXAMPLES, render_all
+
+    plan = load_plan(EXAMPLES / example / "plan.yaml")
+    dag = render_all(plan, str(EXAMPLES / example / "plan.yaml"))["dbsplit_orchestrator"]
+    rollback = dag.get_task("rollback")
+    assert rollback.trigger_rule == "all_done"
+    others = set(dag.task_ids) - {"rollback"}
+    assert rollback.upstream_task_ids == others
+    assert {f"cut_over.publish_{s}" for s in plan.services} | {"backup.dumps", "cut_over.final_sync"} <= others
+    assert [t.task_id for t in dag.tasks if not t.downstream_task_ids] == ["rollback"]
+
+
+def test_rollback_names_each_failed_task_in_phase_order_with_its_reason() -> None:
+    from dbsplit.airflow.failures import REASON_KEY, failed_tasks, run_reason
+
+    class Ti:   # what the rollback reads of its run: the task states and the reasons the tasks pushed
+        def xcom_pull(self, task_ids: str, key: str) -> str | None:
+            return {"cut_over.publish_billing": "duplicate key"}.get(task_ids) if key == REASON_KEY else None
+
+    order = ["preflight.checks", "backup.dumps", "cut_over.publish_billing", "cut_over.publish_users", "rollback"]
+    states = {"preflight.checks": "success", "backup.dumps": "failed", "cut_over.publish_users": "success",
+              "cut_over.publish_billing": "failed", "rollback": "running"}
+    failed = failed_tasks(states, order)
+    assert failed == ["backup.dumps", "cut_over.publish_billing"]
+    assert run_reason(Ti(), failed) == ("backup.dumps failed: no reason was recorded, see its log; "
+                                        "cut_over.publish_billing failed: duplicate key")
+    assert failed_tasks({t: "success" for t in order} | {"rollback": "running"}, order) == []
 
 
 def test_service_dags_take_chunk_rows_with_a_null_default(dagbag) -> None:

@@ -271,13 +271,14 @@ def unfreeze_source(orch: dict[str, Any], tables: list[list[str]] | None = None)
 
 
 def rollback(orch: dict[str, Any], did: dict[str, Any]) -> None:
-    """Undo what this run did, newest first: unfreeze, swap promoted tables back, drop what provision created.
+    """Undo what this run did, newest first: cut-over records, freeze, promotions, what provision created.
 
-    did: {"frozen": [[schema, table]...], "promoted": {service: [schema.table...]}, "provisioned": {...}}.
-    Raises DataCheckFailed at the end so that the run is marked failed with the reason.
+    did: {"reason": why the run failed (its failed tasks), "run_id", "published": [service...],
+    "frozen": [[schema, table]...], "promoted": {service: [schema.table...]}, "provisioned": {...}}.
+    Raises RunRolledBack at the end, naming the reason, so that the run is marked failed.
     """
     plan = _plan(orch)
-    undone = []
+    undone = _unpublish(plan, did.get("published") or [], did.get("run_id"))
     if did.get("frozen"):
         undone.append(f"unfroze {len(unfreeze_source(orch, did['frozen'])['unfrozen'])} source table(s)")
     for service, tables in (did.get("promoted") or {}).items():
@@ -289,8 +290,23 @@ def rollback(orch: dict[str, Any], did: dict[str, Any]) -> None:
         if p.get("created_database") and not did.get("promoted", {}).get(service):
             undone.append(f"{service}: {provision_undo(plan, service, p)}")
     log.warning("rolled back: %s", "; ".join(undone) or "nothing to undo")
-    raise DataCheckFailed("the migration failed and was rolled back (" + ("; ".join(undone) or "nothing to undo")
-                          + "); see the failed tasks for the reason")
+    raise RunRolledBack(f"{did.get('reason') or 'a task failed'}. Rolled back: {'; '.join(undone) or 'nothing to undo'}")
+
+
+class RunRolledBack(DbsplitError):
+    """An orchestrator run failed and was rolled back; the message names the failed tasks and reasons."""
+
+
+def _unpublish(plan: Plan, services: list[str], run_id: str | None) -> list[str]:
+    """Remove the _dbsplit.cut_over records this run's publish tasks wrote."""
+    from dbsplit.engine.resync import state
+
+    undone = []
+    for service in services if run_id else []:
+        with psycopg.connect(_target(plan, service), autocommit=True) as tgt:
+            tables = resync_state.unmark_cut_over(tgt, run_id)
+        undone += [f"{service}: cut-over record of {', '.join(tables)} removed"] if tables else []
+    return undone
 
 
 def provision_undo(plan: Plan, service: str, p: dict[str, Any]) -> str:

@@ -9,19 +9,17 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from airflow.providers.standard.operators.trigger_dagrun import XCOM_RUN_ID, DagIsPaused, TriggerDagRunOperator
 from airflow.sdk import DAG, TaskGroup, get_current_context, task
-from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from dbsplit.errors import DataCheckFailed, DbsplitError
+from dbsplit.airflow.failures import REASON_KEY, done_by_run, failed_tasks, reason_on_failure, run_reason, run_task_states
 from dbsplit.airflow.links import attach_report_link
 from dbsplit.airflow.specs import ServiceDagSpec, migrate_dag_id
+from dbsplit.airflow.trigger import TRIGGER_RUN_ID_KEY, TriggerService as _TriggerService  # noqa: F401 (re-exported)
 
 START_DATE = datetime(2024, 1, 1)
 ALL_DONE = "all_done"
-POKE_S = 2                          # how often a trigger task checks its service run's state
-REASON_KEY = "reason"               # XCom of a service run's `finish`: why the run failed
-TRIGGER_RUN_ID_KEY = XCOM_RUN_ID    # XCom of a trigger task: the run id of the service run it started
 
 
 def _params() -> dict[str, Any]:
@@ -208,7 +206,8 @@ def _orch(fn_name: str, orch: dict[str, Any], *args: Any) -> Any:
     """Run an orchestrator phase for the selected services (all by default); honour dry_run."""
     params = _params()
     services = list(params.get("services") or orch["services"])
-    return _run(fn_name, orch, services, *args, module="orchestrate")
+    with reason_on_failure():   # the rollback names this task and why it failed
+        return _run(fn_name, orch, services, *args, module="orchestrate")
 
 
 @task(task_id="checks")
@@ -261,58 +260,19 @@ def _final_validation(orch: dict[str, Any]) -> dict[str, Any]:
     return _orch("cross_validate", orch)
 
 
-@task(task_id="rollback", trigger_rule="one_failed")
+@task(task_id="rollback", trigger_rule=ALL_DONE)
 def _orch_rollback(orch: dict[str, Any]) -> None:
-    """Undo what this run did: unfreeze, swap promoted tables back (the promote XComs of the triggered
-    service runs), drop what provision created."""
+    """When any task of the run failed (every task is upstream): undo what the run did (cut-over
+    records, freeze, promotions found from the triggered runs' promote XComs, what provision created)
+    and fail the run, naming each failed task and its reason. Skipped when nothing failed."""
     ti = get_current_context()["ti"]
-    runs = {s: ti.xcom_pull(task_ids=f"migrate.trigger_{s}", key=TRIGGER_RUN_ID_KEY) for s in orch["services"]}
-    promoted = {s: (ti.xcom_pull(task_ids="promote", dag_id=migrate_dag_id(s), run_id=r) or {}).get("promoted")
-                for s, r in runs.items() if r}
-    did = {
-        "frozen": (ti.xcom_pull(task_ids="cut_over.freeze_source") or {}).get("frozen"),
-        "provisioned": ti.xcom_pull(task_ids="provision.databases_and_roles") or {},
-        "promoted": {s: t for s, t in promoted.items() if t},
-    }
-    _run("rollback", orch, did, module="orchestrate")
-
-
-class _TriggerService(TriggerDagRunOperator):
-    """Trigger a service's migrate DAG with the run's chunk_rows and wait (deferred) for it to finish.
-
-    Skipped for a service left out of the `services` parameter and on a dry run; a paused service DAG
-    fails it at once (its run would stay queued); a failed service run fails it (no retry) with the
-    reason its `finish` task gave.
-    """
-
-    def __init__(self, *, spec: ServiceDagSpec, **kwargs: Any) -> None:
-        super().__init__(task_id=f"trigger_{spec.service}", trigger_dag_id=spec.dag_id, wait_for_completion=True,
-                         deferrable=True, poke_interval=POKE_S, retries=0, trigger_rule="none_failed",
-                         fail_when_dag_is_paused=True, openlineage_inject_parent_info=False, **kwargs)
-        self.service = spec.service
-
-    def execute(self, context: Any) -> None:
-        params = context["params"]
-        if params.get("services") and self.service not in params["services"]:
-            raise AirflowSkipException(f"service {self.service} not selected for this run")
-        if params.get("dry_run"):
-            raise AirflowSkipException("dry run: nothing is written")
-        self.conf = {"chunk_rows": params.get("chunk_rows")}
-        try:
-            super().execute(context)
-        except DagIsPaused as exc:   # its run would stay queued and this wait would never end
-            raise AirflowFailException(
-                f"{self.trigger_dag_id} is paused, so its run would never start. Fix: unpause it (the toggle in "
-                f"the UI or `airflow dags unpause {self.trigger_dag_id}`) and trigger the orchestrator again") from exc
-
-    def execute_complete(self, context: Any, event: Any) -> None:
-        try:
-            super().execute_complete(context, event)
-        except AirflowException as exc:
-            run_id = self.trigger_run_id
-            reason = context["ti"].xcom_pull(task_ids="finish", dag_id=self.trigger_dag_id, run_id=run_id,
-                                             key=REASON_KEY)
-            raise AirflowFailException(f"{self.trigger_dag_id} run {run_id} failed: {reason or exc}") from exc
+    states = run_task_states(ti)
+    failed = failed_tasks(states, list(ti.task.dag.task_ids))
+    if not failed:
+        raise AirflowSkipException("no task failed: nothing to roll back")
+    did = {"reason": run_reason(ti, failed)} | done_by_run(ti, orch["services"], states)
+    with reason_on_failure(ti):
+        _run("rollback", orch, did, module="orchestrate")
 
 
 def orchestrator_descriptor(plan_name: str, plan_path: str, services: list[str]) -> dict[str, Any]:
@@ -354,13 +314,12 @@ def render_orchestrator(specs: list[ServiceDagSpec], levels: list[list[str]], da
         with TaskGroup("provision"):
             phase = phase >> _provision(orch)
         ends: list[Any] = [phase]
-        watch: list[Any] = [phase]
         with TaskGroup("migrate", tooltip="trigger the service DAGs level by level and wait for them"):
             for level in levels:
                 triggers = [_TriggerService(spec=by_name[name]) for name in level]
                 for trigger in triggers:
                     ends >> trigger
-                ends, watch = triggers, watch + triggers
+                ends = triggers
         with TaskGroup("cross_service_validation"):
             checked = _cross_validate(orch)
         ends >> checked
@@ -371,8 +330,8 @@ def render_orchestrator(specs: list[ServiceDagSpec], levels: list[list[str]], da
             published = [_publish.override(task_id=f"publish_{n}", outlets=[Asset(f"dbsplit://{orch['plan']}/{n}")])(
                 orch, n) for n in by_name]
             checked >> frozen >> synced >> final >> published
-        watch += [checked, frozen, synced, final]
-        watch >> _orch_rollback(orch)
+        undo = _orch_rollback(orch)   # all_done over every task: it runs once all are done, acts if any failed
+        [t for t in dag.tasks if t.task_id != "rollback"] >> undo
     return dag
 
 

@@ -28,6 +28,7 @@ from dbsplit.engine import resolve
 from dbsplit.errors import DataCheckFailed, RejectLimitExceeded
 from dbsplit.model import evidence
 from dbsplit.pg import copy
+from dbsplit.engine.migrate import load_errors
 from dbsplit.engine.verify import checksums
 from dbsplit.plan import Plan, load_plan
 from dbsplit.model.sql_fragments import filter_sql
@@ -249,6 +250,8 @@ def load(service: dict[str, Any], transformed: dict[str, Any], run_id: str) -> d
             return {"label": transformed["label"], "skipped": True, "rows": 0}
         try:
             rows, size, seconds, rejects = _copy_into_staging(tgt, rt, stg, path)
+        except psycopg.Error as exc:   # a row the target refuses for good fails the task without a retry
+            raise load_errors.refused(exc, transformed["label"]) or exc
         except RejectLimitExceeded as exc:
             # this chunk alone rejects more rows than the table may: its checkpoint fails whatever the
             # other rows do, so isolating each further reject (a COPY retry each) is not worth hours
@@ -632,7 +635,8 @@ def finish(service: dict[str, Any], run_id: str) -> None:
     for t in tables:
         ev = evidence.get(t)
         if ev is None:
-            problems.append(f"{t}: not validated (a load step failed; staging is kept, re-trigger to resume)")
+            problems.append(f"{t}: not validated (a load step failed, see its error; staging is kept: "
+                            "once its cause is fixed, a new run resumes)")
         elif not ev.success:
             problems.extend(f"{t}: {c['expectation']}{' on ' + c['column'] if c.get('column') else ''} failed, "
                             f"observed {c['observed']}" for c in ev.checks if c["success"] is False)

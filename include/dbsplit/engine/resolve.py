@@ -131,7 +131,7 @@ def _kept_foreign_keys(service: str, info: TableInfo, who: dict[str, Owner], tar
             out.append({"columns": [target_of[c] for c in fk.columns],
                         "ref_table": f"{owner.target_schema}.{owner.target_table}",
                         "ref_columns": [owner.route.target_column(c) if owner.route else c for c in fk.ref_columns],
-                        "on_delete": fk.on_delete})
+                        "on_delete": fk.on_delete, "validated": fk.validated})
     return out
 
 

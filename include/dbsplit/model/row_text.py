@@ -26,6 +26,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from dbsplit.model import bigvalues
+
 try:   # CPython's own md5: about 40% faster than OpenSSL's for short messages (no EVP context per call)
     from _md5 import md5 as _md5
 except ImportError:   # pragma: no cover - builds without it
@@ -86,23 +88,39 @@ def row_fingerprints(columns: Sequence[pa.Array | pa.ChunkedArray], safe: Sequen
     """checksums.fingerprint of each row, given the output text of each of its columns.
 
     The same as fingerprints(record_text(...)), in batches of BATCH_ROWS rows (Arrow kernels on
-    large arrays spend most of their time allocating fresh memory: batches are 2-3 times faster),
-    with the parentheses added in the md5 loop."""
+    large arrays spend most of their time allocating fresh memory: batches are 2-3 times faster)
+    and of about bigvalues.BATCH_BYTES (big values: few at a time, in 32-bit offsets), with the
+    parentheses added in the md5 loop."""
     if not columns:
         raise ValueError("a record needs at least one column")
     safe = list(safe) if safe is not None else [False] * len(columns)
     columns = [c.combine_chunks() if isinstance(c, pa.ChunkedArray) else c for c in columns]
-    n = len(columns[0])
+    table = pa.Table.from_arrays(columns, names=[f"c{i}" for i in range(len(columns))])
+    n = table.num_rows
     md5 = _md5
     parts = []
-    for start in range(0, n, BATCH_ROWS):
-        batch = [quote_field(c.slice(start, BATCH_ROWS), s) for c, s in zip(columns, safe)]
+    for rows in bigvalues.bounded_batches(table, BATCH_ROWS):
+        batch = [quote_field(c, s) for c, s in zip(rows.columns, safe)]
         inner = batch[0].fill_null("") if len(batch) == 1 else pc.binary_join_element_wise(
             *batch, ",", null_handling="replace", null_replacement="")
-        parts.append(b"".join([md5(b"(" + t + b")").digest() for t in inner.cast(pa.binary()).to_pylist()]))
+        inner = inner.cast(pa.binary())
+        if len(inner) == 1:   # a big row has a batch of its own: hashed in place, not copied twice
+            parts.append(_md5_in_place(inner))
+        else:
+            parts.append(b"".join([md5(b"(" + t + b")").digest() for t in inner.to_pylist()]))
     if not n:
         return np.zeros(0, dtype=np.int64)
     return _first_60_bits(b"".join(parts))
+
+
+def _md5_in_place(one: pa.BinaryArray) -> bytes:
+    """md5 digest of "(" + the one value of one + ")", read from the array's buffer."""
+    start, end = (int(x) for x in np.frombuffer(one.buffers()[1], dtype=np.int32)[one.offset:one.offset + 2])
+    h, data = _md5(b"("), one.buffers()[2]
+    if data is not None:
+        h.update(memoryview(data)[start:end])
+    h.update(b")")
+    return h.digest()
 
 
 def checksum_total(fps: np.ndarray) -> str:

@@ -67,6 +67,7 @@ class Constraint:
     kind: str
     definition: str                        # pg_get_constraintdef text, e.g. "UNIQUE (email)"
     columns: tuple[str, ...]               # columns it names (empty for a CHECK without columns)
+    validated: bool = True                 # False: a CHECK added NOT VALID (old rows may break it)
 
 
 @dataclass(frozen=True)
@@ -252,7 +253,7 @@ def _by_table(conn: psycopg.Connection, query: str, oids: list[int]) -> dict[int
 
 def _table(head: tuple[Any, ...], rows: dict[str, list[tuple[Any, ...]]]) -> TableInfo:
     _, schema, name, _kind, partition_key = head
-    constraints = tuple(Constraint(n, k, d, tuple(cols)) for n, k, d, cols in rows["constraints"])
+    constraints = tuple(Constraint(n, k, d, tuple(cols), bool(v)) for n, k, d, cols, v in rows["constraints"])
     pk = next((c.columns for c in constraints if c.kind == "p"), ())
     return TableInfo(
         schema, name, tuple(_column(r) for r in rows["columns"]), pk,

@@ -40,7 +40,8 @@ ORDER BY a.attrelid, a.attnum
 CONSTRAINTS = """
 SELECT c.conrelid::int, c.conname, c.contype::text, pg_get_constraintdef(c.oid),
        ARRAY(SELECT a.attname FROM unnest(c.conkey) WITH ORDINALITY AS k(attnum, pos)
-             JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.attnum ORDER BY k.pos)
+             JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.attnum ORDER BY k.pos),
+       c.convalidated
 FROM pg_constraint c
 WHERE c.conrelid = ANY(%(oids)s::int8[]::oid[]) AND c.contype IN ('p', 'u', 'c', 'x') AND c.conparentid = 0
 ORDER BY c.conrelid, c.contype = 'p' DESC, c.contype, c.conname

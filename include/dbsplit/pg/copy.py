@@ -13,6 +13,7 @@ from dbsplit.pg.conn import connect_source
 
 BUFFER = 1 << 20
 JOIN_MESSAGES = 2048   # COPY TO messages (rows) joined per write
+JOIN_BYTES = 4 << 20   # ... and no more once they hold this many bytes (big rows: fewer copies in memory)
 
 
 @dataclass(frozen=True)
@@ -36,8 +37,10 @@ def select_sql(schema: str, table: str, columns: Sequence[str]) -> sql.Composed:
     return sql.SQL("SELECT {} FROM {}").format(cols, sql.Identifier(schema, table))
 
 
-def joined_messages(copy: psycopg.Copy) -> Iterator[bytes]:
-    """The data of a COPY TO STDOUT in blocks of up to JOIN_MESSAGES messages.
+def joined_messages(copy: psycopg.Copy) -> Iterator[bytes | memoryview]:
+    """The data of a COPY TO STDOUT in blocks of up to JOIN_MESSAGES messages (fewer past JOIN_BYTES),
+    each ending where a message ends; a message of JOIN_BYTES or more is a block of its own, passed
+    on as psycopg gave it (a memoryview: a big row is not copied once more).
 
     The server sends one message per row, and psycopg's Copy.read() spends several Python frames on
     each (iterator, wait, generators). Here psycopg reads the first message of each block (it waits
@@ -47,11 +50,16 @@ def joined_messages(copy: psycopg.Copy) -> Iterator[bytes]:
     read would have done (final result, error, rowcount)."""
     get = copy.connection.pgconn.get_copy_data
     while first := copy.read():
+        size = len(first)
+        if size >= JOIN_BYTES:
+            yield first
+            continue
         messages = [first]
-        while len(messages) < JOIN_MESSAGES:
+        while len(messages) < JOIN_MESSAGES and size < JOIN_BYTES:
             nbytes, data = get(1)
             if nbytes > 0:
                 messages.append(data)
+                size += nbytes
             elif nbytes == 0:   # nothing buffered: the next block starts with psycopg's waiting read
                 break
             else:

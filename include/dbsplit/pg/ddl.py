@@ -74,8 +74,11 @@ def ensure_user_type(conn: psycopg.Connection, t: UserType) -> None:
         parts.append(sql.SQL("DEFAULT {}").format(sql.SQL(t.default)))
     if t.not_null:
         parts.append(sql.SQL("NOT NULL"))
-    parts.extend(sql.SQL(check) for check in t.checks)
+    not_valid = [check for check in t.checks if check.endswith(" NOT VALID")]   # CREATE DOMAIN refuses those
+    parts.extend(sql.SQL(check) for check in t.checks if check not in not_valid)
     conn.execute(sql.SQL(" ").join(parts))
+    for check in not_valid:   # enforced on every new value, old ones unchecked: as in the source
+        conn.execute(sql.SQL("ALTER DOMAIN {} ADD {}").format(name, sql.SQL(check)))
 
 
 def create_table_sql(info: TableInfo, schema: str, name: str, keep_names: bool | None = None) -> sql.Composed:
@@ -91,7 +94,7 @@ def create_table_sql(info: TableInfo, schema: str, name: str, keep_names: bool |
     if info.primary_key and pk is None:
         items.append(sql.SQL("PRIMARY KEY ({})").format(sql.SQL(", ").join(map(sql.Identifier, info.primary_key))))
     for c in info.constraints:
-        if c.kind == "p" and c is not pk:
+        if (c.kind == "p" and c is not pk) or not c.validated:   # NOT VALID: add_not_valid_checks
             continue
         named = keep or c.kind == "c"
         items.append(sql.SQL("CONSTRAINT {} {}").format(sql.Identifier(c.name), sql.SQL(c.definition))
@@ -118,8 +121,20 @@ def ensure_target_table(conn: psycopg.Connection, info: TableInfo, schema: str, 
                                                           sql.Literal(MANAGED_COMMENT)))
     for ix in info.indexes:
         conn.execute(index_sql(ix, schema, name, keep))
+    add_not_valid_checks(conn, info, schema, name)
     align_serial_sequences(conn, schema, name, info.sequences)
     return True
+
+
+def add_not_valid_checks(conn: psycopg.Connection, info: TableInfo, schema: str, name: str) -> None:
+    """The source's NOT VALID CHECK constraints, added NOT VALID (CREATE TABLE would validate them).
+
+    PostgreSQL checks every new row against them: a table that must take old rows breaking one gets it
+    after its load (staging.create_staging_table defers it)."""
+    for c in info.constraints:
+        if c.kind == "c" and not c.validated:   # the definition, from pg_get_constraintdef, ends in NOT VALID
+            conn.execute(sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} {}").format(
+                sql.Identifier(schema, name), sql.Identifier(c.name), sql.SQL(c.definition)))
 
 
 def ensure_mapped_table(conn: psycopg.Connection, info: TableInfo, columns: Sequence[ColumnMap], schema: str,

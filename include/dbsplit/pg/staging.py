@@ -43,7 +43,9 @@ def create_staging_table(conn: psycopg.Connection, info: TableInfo, table: Resol
     where the transformed path turns it into a reject. Foreign keys are added at promotion.
     With defer_indexes (pass-through tables, whose rows the source's own constraints already keep
     unique) the primary key, unique and exclusion constraints and indexes are built once after the
-    load by build_deferred_indexes: one sort per index instead of an index insert per row.
+    load by build_deferred_indexes: one sort per index instead of an index insert per row. CHECK
+    constraints that are NOT VALID in the source always wait for the end of the load, as the source's
+    old rows may break them: they are added NOT VALID then, as in the source.
     """
     from dbsplit.pg import ddl
 
@@ -51,22 +53,22 @@ def create_staging_table(conn: psycopg.Connection, info: TableInfo, table: Resol
     drop_staging_table(conn, table.target_schema, table.target_table)
     name = side_name(table.target_schema, table.target_table)
     ddl.ensure_mapped_table(conn, info, table.columns, STAGING, name, key=table.key or None)
-    if defer_indexes:
-        _defer_indexes(conn, name)
+    _defer_indexes(conn, name, defer_indexes)
 
 
 _DEFERRED = "dbsplit:deferred-indexes "   # prefix of the staging table's comment while its indexes wait
 
 
-def _defer_indexes(conn: psycopg.Connection, name: str) -> None:
-    """Drop the staging table's index-backed constraints and indexes, keeping their definitions
-    (as the server prints them) in the table's comment for build_deferred_indexes."""
+def _defer_indexes(conn: psycopg.Connection, name: str, with_indexes: bool = True) -> None:
+    """Drop the staging table's NOT VALID CHECK constraints and (with_indexes) its index-backed constraints
+    and indexes, keeping their definitions (as the server prints them) in the table's comment for
+    build_deferred_indexes."""
     ident = sql.Identifier(STAGING, name)
     oid = table_oid(conn, STAGING, name)
     constraints = conn.execute(
-        "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint WHERE conrelid = %s AND contype IN ('p', 'u', 'x')"
-        " ORDER BY contype, conname", (oid,)).fetchall()
-    indexes = conn.execute(
+        "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint WHERE conrelid = %s AND (contype IN ('p', 'u', 'x')"
+        " AND %s OR contype = 'c' AND NOT convalidated) ORDER BY contype, conname", (oid, with_indexes)).fetchall()
+    indexes = [] if not with_indexes else conn.execute(
         "SELECT c.relname, pg_get_indexdef(i.indexrelid) FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid"
         " WHERE i.indrelid = %s AND NOT EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = i.indexrelid)"
         " ORDER BY c.relname", (oid,)).fetchall()
@@ -152,14 +154,16 @@ def add_foreign_keys(conn: psycopg.Connection, schema: str, table: str, fks: Seq
     """Recreate the foreign keys that stay inside a service ({"columns", "ref_table", "ref_columns", "on_delete"}).
 
     DEFERRABLE INITIALLY IMMEDIATE: checked per statement for everyone, but the resync (engine/resync/resync.py)
-    defers them to the commit of its one merge transaction over the service's tables."""
+    defers them to the commit of its one merge transaction over the service's tables. A key NOT VALID
+    in the source ("validated": False) is added NOT VALID: the old rows it does not check stay."""
     for fk in fks:
         ref_schema, ref_table = fk["ref_table"].split(".", 1)
         conn.execute(sql.SQL("ALTER TABLE {} ADD FOREIGN KEY ({}) REFERENCES {} ({}) ON DELETE {}"
-                             " DEFERRABLE INITIALLY IMMEDIATE").format(
+                             " DEFERRABLE INITIALLY IMMEDIATE{}").format(
             sql.Identifier(schema, table), sql.SQL(", ").join(map(sql.Identifier, fk["columns"])),
             sql.Identifier(ref_schema, ref_table), sql.SQL(", ").join(map(sql.Identifier, fk["ref_columns"])),
-            sql.SQL(_ON_DELETE[fk.get("on_delete", "NO ACTION")])))
+            sql.SQL(_ON_DELETE[fk.get("on_delete", "NO ACTION")]),
+            sql.SQL("" if fk.get("validated", True) else " NOT VALID")))
 
 
 _ON_DELETE = {a: a for a in ("NO ACTION", "RESTRICT", "CASCADE", "SET NULL", "SET DEFAULT")}

@@ -28,9 +28,10 @@ import pyarrow.csv as pcsv
 import pyarrow.ipc as ipc
 from psycopg import sql
 
+from dbsplit.model import bigvalues
 from dbsplit.pg.copy import joined_messages
 
-COPY_BATCH_BYTES = 4 << 20      # CSV block size when reading, and roughly per COPY write when loading
+COPY_BATCH_BYTES = 4 << 20      # least bytes of whole rows parsed at a time when reading CSV
 WRITE_BATCH_ROWS = 16_384       # rows per CSV piece sent to COPY FROM (a piece is produced while the last is sent)
 META_KEY = b"dbsplit"           # schema metadata key of the staging files (JSON)
 
@@ -84,35 +85,9 @@ def current_settings(conn: psycopg.Connection, names: Sequence[str]) -> dict[str
 # COPY (FORMAT csv) -> Arrow
 
 
-class _CopyStream(io.RawIOBase):
-    """A readable file over the data blocks of a COPY TO STDOUT (for pyarrow's streaming CSV reader)."""
-
-    def __init__(self, blocks: Iterator[Any]):
-        self._blocks = blocks
-        self._buf = memoryview(b"")
-        self.bytes = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, b: Any) -> int:
-        n, want = 0, len(b)
-        while n < want:
-            if not self._buf:
-                try:
-                    self._buf = memoryview(next(self._blocks))
-                except StopIteration:
-                    break
-                self.bytes += len(self._buf)
-            k = min(want - n, len(self._buf))
-            b[n:n + k] = self._buf[:k]
-            self._buf = self._buf[k:]
-            n += k
-        return n
-
-
-def _csv_options(names: Sequence[str]) -> tuple[pcsv.ReadOptions, pcsv.ParseOptions, pcsv.ConvertOptions]:
-    read = pcsv.ReadOptions(column_names=list(names), block_size=COPY_BATCH_BYTES, use_threads=False)
+def _csv_options(names: Sequence[str], block_size: int) -> tuple[pcsv.ReadOptions, pcsv.ParseOptions,
+                                                                   pcsv.ConvertOptions]:
+    read = pcsv.ReadOptions(column_names=list(names), block_size=block_size, use_threads=False)
     parse = pcsv.ParseOptions(newlines_in_values=True, ignore_empty_lines=False, double_quote=True)
     convert = pcsv.ConvertOptions(
         column_types={n: pa.string() for n in names}, strings_can_be_null=True,
@@ -120,27 +95,30 @@ def _csv_options(names: Sequence[str]) -> tuple[pcsv.ReadOptions, pcsv.ParseOpti
     return read, parse, convert
 
 
+def _parse_csv(block: bytes | memoryview, names: Sequence[str]) -> pa.Table:
+    """Whole CSV rows parsed in one block (a block size of the data's own: no row straddles two)."""
+    read, parse, convert = _csv_options(names, len(block) + 1)
+    return pcsv.read_csv(pa.BufferReader(block), read_options=read, parse_options=parse, convert_options=convert)
+
+
 def copy_query_to_arrow(conn: psycopg.Connection, query: sql.Composable, names: Sequence[str]) -> tuple[pa.Table, int]:
     """Run COPY (query) TO STDOUT (FORMAT csv) and read the output as an all-string Arrow table.
 
     Returns (table, bytes received). Unquoted empty fields are NULL, quoted "" is the empty string.
+    The output is parsed in blocks of whole rows (bigvalues.row_blocks): any value size, memory
+    bounded by the rows' bytes; a column of more than bigvalues.WIDE_AT bytes is large_string.
     The caller sets the text settings (text_settings()).
     """
     stmt = sql.SQL("COPY ({}) TO STDOUT (FORMAT csv)").format(query)
     schema = pa.schema([(n, pa.string()) for n in names])
+    batches: list[pa.RecordBatch] = []
+    size = 0
     with conn.cursor() as cur, cur.copy(stmt) as copy:
-        stream = _CopyStream(joined_messages(copy))
-        read, parse, convert = _csv_options(names)
-        try:
-            reader = pcsv.open_csv(pa.PythonFile(stream, mode="r"), read_options=read, parse_options=parse,
-                                   convert_options=convert)
-        except pa.ArrowInvalid as exc:
-            if "Empty CSV file" in str(exc):
-                return schema.empty_table(), stream.bytes
-            raise
-        batches = list(reader)
+        for block in bigvalues.row_blocks(joined_messages(copy), COPY_BATCH_BYTES):
+            size += len(block)
+            batches += _parse_csv(block, names).to_batches()
     table = pa.Table.from_batches(batches, schema=schema) if batches else schema.empty_table()
-    return table, stream.bytes
+    return bigvalues.widen(table), size
 
 
 # --------------------------------------------------------------------------------------------
@@ -187,9 +165,10 @@ def read_staging(path: Any) -> tuple[pa.Table, dict[str, Any]]:
 
 
 def csv_pieces(table: pa.Table, rows_per_piece: int = WRITE_BATCH_ROWS) -> Iterator[tuple[int, bytes]]:
-    """(row count, CSV bytes) pieces of table: no header, every non-null value quoted, NULL unquoted empty."""
+    """(row count, CSV bytes) pieces of table: no header, every non-null value quoted, NULL unquoted empty;
+    at most rows_per_piece rows and about bigvalues.BATCH_BYTES bytes (a larger row alone) each."""
     options = pcsv.WriteOptions(include_header=False, quoting_style="needed", batch_size=rows_per_piece)
-    for batch in table.to_batches(max_chunksize=rows_per_piece):
+    for batch in bigvalues.bounded_batches(table, rows_per_piece):
         out = io.BytesIO()
         pcsv.write_csv(batch, out, options)
         yield batch.num_rows, out.getvalue()
@@ -286,8 +265,8 @@ def uuid_strings(raw16: np.ndarray) -> pa.StringArray:
 
 def _digests(values: pa.Array, prefix: bytes, algo: Callable[[bytes], Any], size: int) -> np.ndarray:
     """(n, size) digests of prefix + utf-8 value for a non-null string array (one hashlib call per value)."""
-    msgs = pc.binary_join_element_wise(
-        pa.scalar(prefix, pa.binary()), values.cast(pa.binary()), pa.scalar(b"", pa.binary()))
+    values = bigvalues.as_binary(values)
+    msgs = pc.binary_join_element_wise(pa.scalar(prefix, values.type), values, pa.scalar(b"", values.type))
     joined = b"".join([algo(m).digest() for m in msgs.to_pylist()])
     if not joined:
         return np.zeros((0, size), dtype=np.uint8)

@@ -70,6 +70,7 @@ from psycopg import sql
 
 from dbsplit.errors import DbsplitError, RejectLimitExceeded
 from dbsplit.engine.migrate import arrow_io, wire
+from dbsplit.model import bigvalues
 from dbsplit.model.sql_fragments import filter_sql
 from dbsplit.model.resolved import ColumnMap, ResolvedTable
 from dbsplit.model import row_text
@@ -353,7 +354,8 @@ def _extract_with_failed_casts(conn: psycopg.Connection, table: ResolvedTable, t
         for i in map(int, np.flatnonzero(~row_ok)):
             if i not in first:
                 v = col[i].as_py()
-                first[i] = Reject(keys[i].as_py() or "", cm.target, v, f"cannot cast to {cm.target_type}: {results[v][1]}")
+                first[i] = Reject(keys[i].as_py() or "", cm.target, bigvalues.shown(v),
+                                  bigvalues.shown(f"cannot cast to {cm.target_type}: {results[v][1]}") or "")
         bad |= ~row_ok
         data = data.set_column(data.schema.get_field_index(name), name, pc.take(text, encoded.indices))
         if cm.target in cast_text_names:   # the cast's text too (for the fingerprint); failing values are NULL
@@ -683,7 +685,7 @@ def _csv_row_of_line(newlines: np.ndarray, line: int) -> int | None:
 
 def _reason(exc: psycopg.Error) -> str:
     d = exc.diag
-    text = d.message_primary or str(exc).splitlines()[0]
+    text = bigvalues.shown(d.message_primary or str(exc).splitlines()[0]) or ""
     return f"{text} (constraint {d.constraint_name})" if d.constraint_name and d.constraint_name not in text else text
 
 
@@ -749,9 +751,8 @@ def load_chunk(conn: psycopg.Connection, schema: str, name: str, table: Resolved
             # one row that the target refuses
             _, column = _error_position(failure)
             col = column if column in want else None
-            value = data.column(col)[s].as_py() if col else None
-            if binary and value is not None:
-                value = wire.wire_value_text(value, meta["wire"].get(col, "send"))
+            value = bigvalues.shown(data.column(col)[s].as_py() if col else None,   # not 100 MB in a reject
+                                    (lambda v: wire.wire_value_text(v, meta["wire"].get(col, "send"))) if binary else None)
             key = keys[s].as_py() if keys is not None else f"#{s + 1}"
             rejects.append(Reject(key or "", col, value, _reason(failure)))
             refused.append(s)

@@ -25,6 +25,7 @@ import pyarrow.compute as pc
 from psycopg import sql
 
 from dbsplit.engine.migrate import arrow_io
+from dbsplit.model import bigvalues
 from dbsplit.pg.copy import joined_messages
 
 FIRST_NORMAL_OID = 16384   # OIDs below are built in: the same in every database of every server version
@@ -33,6 +34,7 @@ FIRST_NORMAL_OID = 16384   # OIDs below are built in: the same in every database
 _TEXT_CONVERTIBLE = {
     21: "int2", 23: "int4", 20: "int8", 16: "bool", 700: "float4", 701: "float8", 2950: "uuid",
     25: "text", 1043: "text", 1042: "text", 19: "text", 114: "text", 3802: "jsonb",
+    17: "bytea",   # its hex text is its binary form: read once, for the load and the fingerprint
 }
 BINARY_HEADER = b"PGCOPY\n\xff\r\n\x00" + struct.pack("!ii", 0, 0)
 BINARY_TRAILER = struct.pack("!h", -1)
@@ -41,7 +43,7 @@ BINARY_TRAILER = struct.pack("!h", -1)
 @dataclass(frozen=True)
 class WireType:
     oid: int
-    cls: str            # int2 int4 int8 bool float4 float8 uuid text jsonb | send | text_only
+    cls: str            # int2 int4 int8 bool float4 float8 uuid text jsonb bytea | send | text_only
     send: str | None    # the type's send function (SQL name), for cls "send"
     reason: str = ""    # why text_only
 
@@ -180,9 +182,10 @@ for _i, _c in enumerate(b"ABCDEF"):
 
 
 def _flat(arr: pa.Array) -> tuple[np.ndarray, np.ndarray]:
-    """(offsets relative to the first value, data bytes) of a string/binary array."""
-    arr = arr.cast(pa.binary()) if not pa.types.is_binary(arr.type) else arr
-    offsets = np.frombuffer(arr.buffers()[1], dtype=np.int32)[arr.offset:arr.offset + len(arr) + 1]
+    """(offsets relative to the first value, data bytes) of a string/binary array (large or not)."""
+    arr = bigvalues.as_binary(arr)
+    width = np.int64 if pa.types.is_large_binary(arr.type) else np.int32
+    offsets = np.frombuffer(arr.buffers()[1], dtype=width)[arr.offset:arr.offset + len(arr) + 1]
     data = arr.buffers()[2]
     base = int(offsets[0])
     raw = np.frombuffer(data, dtype=np.uint8)[base:int(offsets[-1])] if data is not None else np.zeros(0, np.uint8)
@@ -191,17 +194,21 @@ def _flat(arr: pa.Array) -> tuple[np.ndarray, np.ndarray]:
 
 def _binary_from(offsets: np.ndarray, data: np.ndarray, validity: pa.Array | None) -> pa.Array:
     n = len(offsets) - 1
-    arr = pa.Array.from_buffers(pa.binary(), n, [None, pa.py_buffer(offsets.astype(np.int32)),
-                                                   pa.py_buffer(np.ascontiguousarray(data))])
+    typ, width = bigvalues.offsets_type(int(offsets[-1]))   # large_binary past 2 GB
+    valid = None   # validity's nulls as a bitmap (a fresh boolean array: offset 0), not a copy of the data
     if validity is not None and validity.null_count:
-        arr = pc.if_else(pc.is_valid(validity), arr, pa.scalar(None, pa.binary()))
-    return arr
+        valid = pc.is_valid(validity.combine_chunks() if isinstance(validity, pa.ChunkedArray) else validity)
+    bitmap = valid.buffers()[1] if valid is not None else None
+    return pa.Array.from_buffers(typ, n, [bitmap, pa.py_buffer(offsets.astype(width)),
+                                          pa.py_buffer(np.ascontiguousarray(data))])
 
 
 def bytea_hex_to_binary(arr: pa.Array) -> pa.Array:
     """Decode PostgreSQL bytea hex text ('\\x0a1b...') into bytes, vectorised; NULL stays NULL."""
     offsets, data = _flat(arr)
-    decoded = (_HEX_VALUES[data[0::2]] << 4) | _HEX_VALUES[data[1::2]]
+    decoded = _HEX_VALUES[data[0::2]]   # in place: one temporary array of the decoded size, not three
+    decoded <<= 4
+    decoded |= _HEX_VALUES[data[1::2]]
     # each non-empty value starts with "\x", which decoded into one junk byte: drop those
     half = offsets // 2
     nonempty = half[1:] > half[:-1]
@@ -233,10 +240,10 @@ def text_to_wire(arr: pa.Array, cls: str) -> pa.Array:
     if isinstance(arr, pa.ChunkedArray):
         arr = arr.combine_chunks()
     if cls == "text":
-        return arr.cast(pa.binary())
+        return bigvalues.as_binary(arr)
     if cls == "jsonb":
-        return pc.binary_join_element_wise(pa.scalar(b"\x01", pa.binary()), arr.cast(pa.binary()),
-                                           pa.scalar(b"", pa.binary()))
+        arr = bigvalues.as_binary(arr)
+        return pc.binary_join_element_wise(pa.scalar(b"\x01", arr.type), arr, pa.scalar(b"", arr.type))
     if cls == "bool":
         return pc.if_else(pc.equal(arr, "t"), pa.scalar(b"\x01", pa.binary()), pa.scalar(b"\x00", pa.binary()))
     if cls == "uuid":
@@ -248,7 +255,7 @@ def text_to_wire(arr: pa.Array, cls: str) -> pa.Array:
         typ = pa.float32() if cls == "float4" else pa.float64()
         floats = pc.cast(arr, typ).fill_null(0).to_numpy()
         return _fixed(floats.astype(">f4" if cls == "float4" else ">f8"), arr)
-    if cls == "send":
+    if cls in ("send", "bytea"):
         return bytea_hex_to_binary(arr)
     raise ValueError(f"no binary conversion for class {cls!r}")
 
@@ -299,7 +306,8 @@ def binary_rows(columns: Sequence[pa.Array]) -> bytes:
 
 
 def binary_pieces(table: pa.Table, rows_per_piece: int = arrow_io.WRITE_BATCH_ROWS) -> Iterator[tuple[int, bytes]]:
-    for batch in table.to_batches(max_chunksize=rows_per_piece):
+    """(row count, binary COPY tuples) of at most rows_per_piece rows and about bigvalues.BATCH_BYTES each."""
+    for batch in bigvalues.bounded_batches(table, rows_per_piece):
         yield batch.num_rows, binary_rows(batch.columns)
 
 

@@ -266,6 +266,14 @@ def mark_cut_over(conn: psycopg.Connection, target_tables: Sequence[str], run_id
                          " DO UPDATE SET run_id = EXCLUDED.run_id, cut_over_at = now()", (name, run_id))
 
 
+def unmark_cut_over(conn: psycopg.Connection, run_id: str) -> list[str]:
+    """Undo mark_cut_over of one run (its rollback): the tables it recorded, no longer recorded."""
+    if conn.execute("SELECT to_regclass('_dbsplit.cut_over') IS NULL").fetchone()[0]:
+        return []
+    return [r[0] for r in conn.execute("DELETE FROM _dbsplit.cut_over WHERE run_id = %s RETURNING target_table",
+                                       (run_id,))]
+
+
 def cut_over(conn: psycopg.Connection, target_tables: Sequence[str]) -> dict[str, tuple[str, str]]:
     """{table: (run id, time)} of those tables a cut-over made the system of record."""
     if conn.execute("SELECT to_regclass('_dbsplit.cut_over') IS NULL").fetchone()[0]:
