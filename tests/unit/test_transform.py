@@ -15,7 +15,8 @@ import pyarrow as pa
 import pytest
 
 from dbsplit.engine.migrate import arrow_io, wire
-from dbsplit.engine.migrate.transform import KEY_COLUMN, TransformError, _csv_row_of_line, load_custom, transform_chunk
+from dbsplit.engine.migrate.load import _csv_row_of_line
+from dbsplit.engine.migrate.transform import KEY_COLUMN, TransformError, load_custom, transform_chunk
 from dbsplit.model.resolved import ColumnMap, ResolvedTable, row_uuid
 
 NS = uuid.UUID("6ba7b811-9dad-11d1-80b4-00c04fd430c8")

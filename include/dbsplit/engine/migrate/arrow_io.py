@@ -55,10 +55,8 @@ def text_settings(conn: psycopg.Connection, extra: dict[str, str] | None = None)
     """Set TEXT_SETTINGS (and extra) transaction-locally; yields the values in force; restores the old ones."""
     wanted = {**TEXT_SETTINGS, **(extra or {})}
     names = list(wanted)
+    old = list(current_settings(conn, names).values())
     with conn.cursor() as cur:
-        old = cur.execute(
-            sql.SQL("SELECT {}").format(sql.SQL(", ").join(
-                sql.SQL("current_setting({})").format(sql.Literal(n)) for n in names))).fetchone()
         cur.execute(sql.SQL("SELECT {}").format(sql.SQL(", ").join(
             sql.SQL("set_config({}, {}, true)").format(sql.Literal(n), sql.Literal(wanted[n])) for n in names)))
     ok = False
@@ -71,14 +69,16 @@ def text_settings(conn: psycopg.Connection, extra: dict[str, str] | None = None)
             with conn.cursor() as cur:
                 cur.execute(sql.SQL("SELECT {}").format(sql.SQL(", ").join(
                     sql.SQL("set_config({}, {}, true)").format(sql.Literal(n), sql.Literal(v))
-                    for n, v in zip(names, old))))
+                    for n, v in zip(names, old, strict=True))))
 
 
 def current_settings(conn: psycopg.Connection, names: Sequence[str]) -> dict[str, str]:
     with conn.cursor() as cur:
         row = cur.execute(sql.SQL("SELECT {}").format(sql.SQL(", ").join(
             sql.SQL("current_setting({})").format(sql.Literal(n)) for n in names))).fetchone()
-    return dict(zip(names, row))
+    if row is None:   # a SELECT without FROM returns one row
+        raise RuntimeError("SELECT current_setting(...) returned no row")
+    return dict(zip(names, row, strict=True))
 
 
 # --------------------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from typing import Any, Sequence
 import psycopg
 from psycopg import sql
 
+from dbsplit.engine.migrate.stages import one_row
 from dbsplit.model.sql_fragments import filter_sql
 
 INTEGER_TYPES = {"smallint", "integer", "bigint"}
@@ -60,7 +61,8 @@ def plan_chunks(conn: psycopg.Connection, schema: str, table: str, key: Sequence
     src = _from(schema, table, row_filter)
     if len(key) == 1 and key_types[0] in INTEGER_TYPES:
         k = sql.Identifier(key[0])
-        lo, hi, n = conn.execute(sql.SQL("SELECT min({k}), max({k}), count(*) {src}").format(k=k, src=src)).fetchone()
+        query = sql.SQL("SELECT min({k}), max({k}), count(*) {src}").format(k=k, src=src)
+        lo, hi, n = one_row(conn.execute(query).fetchone())
         if n <= chunk_rows:
             return [Chunk(0, 1, "all", None, None)]
         density = n / (hi - lo + 1)
@@ -84,10 +86,10 @@ def _quantile_chunks(conn: psycopg.Connection, src: sql.Composable, key: Sequenc
 
 def _ctid_chunks(conn: psycopg.Connection, schema: str, table: str, chunk_rows: int) -> list[Chunk]:
     """Page ranges for a table without a key (TID range scans, PostgreSQL 14+)."""
-    pages, tuples = conn.execute(
+    pages, tuples = one_row(conn.execute(
         "SELECT pg_relation_size(c.oid) / current_setting('block_size')::int, greatest(c.reltuples, 0) "
         "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relname = %s",
-        (schema, table)).fetchone()
+        (schema, table)).fetchone())
     if pages <= 1 or tuples <= chunk_rows:
         return [Chunk(0, 1, "all", None, None)]
     per_page = max(tuples / pages, 1)

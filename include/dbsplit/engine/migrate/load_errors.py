@@ -16,8 +16,8 @@ def _fix(exc: psycopg.Error) -> str:
     """What to change so that the row loads, by SQLSTATE."""
     d = exc.diag
     if exc.sqlstate == "23514" and (d.message_primary or "").startswith("value for domain"):
-        return (f"fix the row in the source, or cast the column to the domain's base type with {_TRANSFORM}: a domain's "
-                f"CHECK {d.constraint_name} is enforced on every value loaded, even when it is NOT VALID")
+        return (f"fix the row in the source, or cast the column to the domain's base type with {_TRANSFORM}: "
+                f"a domain's CHECK {d.constraint_name} is enforced on every value loaded, even when it is NOT VALID")
     if exc.sqlstate == "23514":
         return (f"the row violates CHECK {d.constraint_name} of the target: fix the row in the source, or mark "
                 "the source constraint NOT VALID (the target then keeps it NOT VALID and loads old rows), or drop "

@@ -25,6 +25,7 @@ import pyarrow.compute as pc
 from psycopg import sql
 
 from dbsplit.engine.migrate import arrow_io
+from dbsplit.engine.migrate.stages import one_row
 from dbsplit.model import bigvalues
 from dbsplit.pg.copy import joined_messages
 
@@ -85,21 +86,29 @@ def _binary_problem(conn: psycopg.Connection, oid: int, cache: dict[int, str], s
         else:
             problem = _binary_problem(conn, elem, cache, strict_oids)
     elif typtype == "c" and relid:
-        attrs = conn.execute("SELECT atttypid::int FROM pg_attribute WHERE attrelid = %s AND attnum > 0"
-                             " AND NOT attisdropped", [relid]).fetchall()
-        for (a,) in attrs:
-            if strict_oids and a >= FIRST_NORMAL_OID:
-                problem = (f"{name}: binary records carry their fields' type OIDs ({a}), which differ between "
-                           "databases, and a server before PostgreSQL 14 refuses the mismatch")
-            else:
-                problem = _binary_problem(conn, a, cache, strict_oids)
-            if problem:
-                break
+        problem = _composite_problem(conn, name, relid, cache, strict_oids)
     elif typtype == "r" and rng_sub:
         problem = _binary_problem(conn, rng_sub, cache, strict_oids)
     elif typtype == "m" and multi_rng:
         problem = _binary_problem(conn, multi_rng, cache, strict_oids)
     cache[oid] = problem
+    return problem
+
+
+def _composite_problem(conn: psycopg.Connection, name: str, relid: int, cache: dict[int, str],
+                       strict_oids: bool) -> str:
+    """_binary_problem of a composite type: the first problem of one of its fields ('' when none)."""
+    attrs = conn.execute("SELECT atttypid::int FROM pg_attribute WHERE attrelid = %s AND attnum > 0"
+                         " AND NOT attisdropped", [relid]).fetchall()
+    problem = ""
+    for (a,) in attrs:
+        if strict_oids and a >= FIRST_NORMAL_OID:
+            problem = (f"{name}: binary records carry their fields' type OIDs ({a}), which differ between "
+                       "databases, and a server before PostgreSQL 14 refuses the mismatch")
+        else:
+            problem = _binary_problem(conn, a, cache, strict_oids)
+        if problem:
+            break
     return problem
 
 
@@ -168,7 +177,8 @@ def wire_types(conn: psycopg.Connection, type_oids: Iterable[int]) -> dict[int, 
 
 def type_oid(conn: psycopg.Connection, type_sql: str) -> int:
     """OID of a type given as SQL text (in the connection's database)."""
-    return conn.execute(sql.SQL("SELECT {}::regtype::oid::int").format(sql.Literal(type_sql))).fetchone()[0]
+    query = sql.SQL("SELECT {}::regtype::oid::int").format(sql.Literal(type_sql))
+    return int(one_row(conn.execute(query).fetchone())[0])
 
 
 # --------------------------------------------------------------------------------------------
