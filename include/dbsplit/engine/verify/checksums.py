@@ -22,6 +22,7 @@ import psycopg
 from psycopg import sql
 
 from dbsplit.engine.migrate.chunks import Chunk, chunk_where
+from dbsplit.engine.migrate.stages import one_row
 
 
 @dataclass(frozen=True)
@@ -96,7 +97,7 @@ def chunk_checksum(conn: psycopg.Connection, relation: sql.Composable, exprs: Se
         fp=fingerprint(exprs, method), rel=relation)
     if where is not None:
         query = sql.SQL("{} WHERE {}").format(query, where)
-    rows, total = conn.execute(query).fetchone()
+    rows, total = one_row(conn.execute(query).fetchone())
     return Checksum(rows, total)
 
 
@@ -133,7 +134,8 @@ def checksums_by_chunk(conn: psycopg.Connection, relation: sql.Composable, exprs
 def row_fingerprints(conn: psycopg.Connection, relation: sql.Composable, exprs: Sequence[sql.Composable],
                      key: Sequence[str], where: sql.Composable | None = None) -> dict[str, int]:
     """Fingerprint per row, keyed by the row's key text (for locating differing rows in one chunk)."""
-    key_text = sql.SQL("concat_ws(',', {})").format(sql.SQL(", ").join(sql.SQL("{}::text").format(sql.Identifier(k)) for k in key))
+    key_text = sql.SQL("concat_ws(',', {})").format(
+        sql.SQL(", ").join(sql.SQL("{}::text").format(sql.Identifier(k)) for k in key))
     query = sql.SQL("SELECT {k}, {fp} FROM {rel}").format(k=key_text, fp=fingerprint(exprs), rel=relation)
     if where is not None:
         query = sql.SQL("{} WHERE {}").format(query, where)
@@ -163,7 +165,7 @@ def current_settings(conn: psycopg.Connection, names: Sequence[str]) -> dict[str
     """The values in force in conn's session of these settings."""
     row = conn.execute(sql.SQL("SELECT {}").format(sql.SQL(", ").join(
         sql.SQL("current_setting({})").format(sql.Literal(n)) for n in names))).fetchone()
-    return dict(zip(names, row))
+    return dict(zip(names, one_row(row), strict=True))
 
 
 def set_local(conn: psycopg.Connection, settings: dict[str, str]) -> None:
@@ -226,24 +228,7 @@ def compare_transformed(tgt: psycopg.Connection, relation: sql.Composable, exprs
     into per-row (target key, fingerprint) and diffing with the staged rows' fingerprints.
     Returns (mismatches, how the comparison was made)."""
     key = list(table.key)
-    adjusted: dict[int, Checksum] = {}
-    for c in plan:
-        rows, total = expected[c.index]
-        gone = rejected.get(c.index, set())
-        value = int(total or 0)
-        if gone:
-            redo = rows_of(c) or []
-            value -= sum(fp for skey, _, fp in redo if skey in gone)
-        adjusted[c.index] = Checksum(rows - len(gone), str(value))
-
-    def source_rows(c: Chunk) -> dict[str, tuple[int, str]]:
-        gone = rejected.get(c.index, set())
-        return {tkey: (fp, skey) for skey, tkey, fp in (rows_of(c) or []) if skey not in gone and tkey is not None}
-
-    def diff(src: dict[str, tuple[int, str]], staged: dict[str, int]) -> list[str]:
-        keys = differing_keys({k: v[0] for k, v in src.items()}, staged, limit)
-        return [f"{k} (source key {src[k][1]})" if k in src and src[k][1] != k else k for k in keys]
-
+    adjusted = _adjusted_checksums(plan, expected, rejected, rows_of)
     member = chunk_membership_columns(table, plan)
     if member is not None:
         actual = checksums_by_chunk(tgt, relation, exprs, plan, member)
@@ -254,25 +239,61 @@ def compare_transformed(tgt: psycopg.Connection, relation: sql.Composable, exprs
                 out.append(ChunkMismatch(c, [], False))
                 continue
             where = chunk_where(c, member) if member else None
-            out.append(ChunkMismatch(c, diff(source_rows(c), row_fingerprints(tgt, relation, exprs, key, where))))
+            src = _source_rows(c, rejected, rows_of)
+            staged = row_fingerprints(tgt, relation, exprs, key, where)
+            out.append(ChunkMismatch(c, [_label(k, src) for k in differing_keys(_fps(src), staged, limit)]))
         return out, "per chunk"
     total = Checksum(sum(a.rows for a in adjusted.values()), str(sum(int(a.total) for a in adjusted.values())))
     if chunk_checksum(tgt, relation, exprs) == total:
         return [], "table total"
     if not key:
         return [ChunkMismatch(None, [], False)], "table total"
-    staged = row_fingerprints(tgt, relation, exprs, key)
+    return _locate_in_table(row_fingerprints(tgt, relation, exprs, key), plan, rejected, rows_of, limit), "table total"
+
+
+def _adjusted_checksums(plan: Sequence[Chunk], expected: dict[int, tuple[int, str | None]],
+                        rejected: dict[int, set[str]], rows_of: RowsOf) -> dict[int, Checksum]:
+    """Each chunk's expected (rows, checksum), without the rows the target refused at load."""
+    adjusted: dict[int, Checksum] = {}
+    for c in plan:
+        rows, total = expected[c.index]
+        gone = rejected.get(c.index, set())
+        value = int(total or 0)
+        if gone:
+            redo = rows_of(c) or []
+            value -= sum(fp for skey, _, fp in redo if skey in gone)
+        adjusted[c.index] = Checksum(rows - len(gone), str(value))
+    return adjusted
+
+
+def _source_rows(c: Chunk, rejected: dict[int, set[str]], rows_of: RowsOf) -> dict[str, tuple[int, str]]:
+    """target key text -> (fingerprint, source key text) of the chunk's rows the target kept."""
+    gone = rejected.get(c.index, set())
+    return {tkey: (fp, skey) for skey, tkey, fp in (rows_of(c) or []) if skey not in gone and tkey is not None}
+
+
+def _fps(src: dict[str, tuple[int, str]]) -> dict[str, int]:
+    return {k: v[0] for k, v in src.items()}
+
+
+def _label(k: str, src: dict[str, tuple[int, str]]) -> str:
+    """A differing target key, with its source key when that differs."""
+    return f"{k} (source key {src[k][1]})" if k in src and src[k][1] != k else k
+
+
+def _locate_in_table(staged: dict[str, int], plan: Sequence[Chunk], rejected: dict[int, set[str]],
+                     rows_of: RowsOf, limit: int) -> list[ChunkMismatch]:
+    """The table total differs: the differing rows, by the chunk their source row is in."""
     found: dict[int | None, list[str]] = {}
     chunk_of: dict[str, Chunk] = {}
     src_all: dict[str, tuple[int, str]] = {}
     for c in plan:
-        rows = source_rows(c)
+        rows = _source_rows(c, rejected, rows_of)
         src_all.update(rows)
         chunk_of.update(dict.fromkeys(rows, c))
-    for k in differing_keys({k: v[0] for k, v in src_all.items()}, staged, limit):
-        c = chunk_of.get(k)
-        label = f"{k} (source key {src_all[k][1]})" if k in src_all and src_all[k][1] != k else k
-        found.setdefault(c.index if c else None, []).append(label)
+    for k in differing_keys(_fps(src_all), staged, limit):
+        chunk = chunk_of.get(k)
+        found.setdefault(chunk.index if chunk else None, []).append(_label(k, src_all))
     by_index = {c.index: c for c in plan}
     out = [ChunkMismatch(by_index[i] if i is not None else None, keys) for i, keys in found.items()]
-    return out or [ChunkMismatch(None, [], False)], "table total"
+    return out or [ChunkMismatch(None, [], False)]

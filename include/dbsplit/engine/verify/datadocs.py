@@ -59,14 +59,9 @@ def build_data_docs(result_json: dict[str, Any], out_dir: Path) -> Path:
     started = time.perf_counter()
     out_dir = Path(out_dir).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
-    for part in _SITE_PARTS:
-        target = out_dir / part
-        if target.is_dir():
-            shutil.rmtree(target)
-        elif target.exists():
-            target.unlink()
+    _remove_site(out_dir)
 
-    from dbsplit.engine.verify.gx_checks import _import_gx, ephemeral_context
+    from dbsplit.engine.verify.gx_session import _import_gx, ephemeral_context
 
     gx, _, _ = _import_gx()
     from great_expectations.core.expectation_validation_result import ExpectationSuiteValidationResultSchema
@@ -101,10 +96,7 @@ def build_data_docs(result_json: dict[str, Any], out_dir: Path) -> Path:
     # static folder (their CSS is inlined, everything else comes from CDNs)
     for section in builder.site_section_builders.values():
         section.build()
-    favicon = Path(gx.__file__).parent / "render" / "view" / "static" / "images" / "favicon.ico"
-    if favicon.is_file():
-        (out_dir / "static" / "images").mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(favicon, out_dir / "static" / "images" / "favicon.ico")
+    _copy_favicon(gx, out_dir)
     builder.site_index_builder.build()
     index = out_dir / INDEX_FILE
     if not index.is_file():  # pragma: no cover - GX changed where it writes the index
@@ -113,6 +105,23 @@ def build_data_docs(result_json: dict[str, Any], out_dir: Path) -> Path:
     return index
 
 
+
+
+def _remove_site(out_dir: Path) -> None:
+    """Remove the site of a previous attempt from out_dir (other files stay)."""
+    for part in _SITE_PARTS:
+        target = out_dir / part
+        if target.is_dir():
+            shutil.rmtree(target)
+        elif target.exists():
+            target.unlink()
+
+
+def _copy_favicon(gx: Any, out_dir: Path) -> None:
+    favicon = Path(gx.__file__).parent / "render" / "view" / "static" / "images" / "favicon.ico"
+    if favicon.is_file():
+        (out_dir / "static" / "images").mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(favicon, out_dir / "static" / "images" / "favicon.ico")
 
 
 def _add_suite_for_docs(gx: Any, context: Any, doc: dict[str, Any]) -> None:
@@ -160,6 +169,7 @@ def _safe_names(result_json: dict[str, Any]) -> dict[str, Any]:
 
 
 def _safe(text: str) -> str:
-    """A path component: letters, digits and _.- only (GX URL-encodes others in links), no leading dot (so never "." or "..")."""
+    """A path component: letters, digits and _.- only (GX URL-encodes others in links), no leading dot
+    (so never "." or "..")."""
     part = _UNSAFE.sub("_", text).lstrip(".")
     return part or "_"

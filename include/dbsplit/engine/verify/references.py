@@ -38,8 +38,8 @@ from typing import Any
 import psycopg
 from psycopg import IsolationLevel, sql
 
-from dbsplit.pg.conn import connect_source
 from dbsplit.errors import DataCheckFailed
+from dbsplit.pg.conn import connect_source
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +77,60 @@ class _Column:
     indexed: bool         # a btree/hash index starts with this column
 
 
+@dataclass
+class _Tally:
+    """What the batches of check_reference have counted so far."""
+
+    checked: int = 0
+    distinct: int = 0
+    orphans: int = 0
+    orphan_values: int = 0
+    batches: int = 0
+    found: list[str] = field(default_factory=list)
+
+
+def _queries(child_schema: str, child_table: str, column: str, parent_schema: str, parent_table: str,
+             parent_column: str, parent_type: sql.Composable) -> tuple[sql.Composed, sql.Composed]:
+    """The child's distinct values with their row counts in column order, and the probe of a batch of
+    them against the parent (number and rows of orphan values, the first orphan values)."""
+    col = sql.Identifier(column)
+    # c.{col} qualified: an unqualified ORDER BY name would pick the text output column
+    # (named like the column) and sort as text, e.g. -10 before -9 for bigint
+    stream = sql.SQL(
+        "SELECT c.{col}::text, count(*) FROM {table} AS c WHERE c.{col} IS NOT NULL "
+        "GROUP BY c.{col} ORDER BY c.{col}"
+    ).format(col=col, table=sql.Identifier(child_schema, child_table))
+    probe = sql.SQL(
+        "SELECT count(*), coalesce(sum(u.n), 0), (array_agg(u.v ORDER BY u.i))[1:%s] "
+        "FROM unnest(%s::text[], %s::int8[]) WITH ORDINALITY AS u(v, n, i) "
+        "WHERE NOT EXISTS (SELECT FROM {table} p WHERE p.{col} = u.v::{type})"
+    ).format(table=sql.Identifier(parent_schema, parent_table), col=sql.Identifier(parent_column),
+             type=parent_type)
+    return stream, probe
+
+
+def _probe_batches(values: psycopg.Cursor[Any], parent: psycopg.Connection, probe: sql.Composed, tally: _Tally,
+                   batch: int, sample: int, type_error: str) -> None:
+    """Probe the child's values against the parent, batch by batch, counting into tally."""
+    while rows := values.fetchmany(batch):
+        counts = [r[1] for r in rows]
+        tally.batches += 1
+        tally.distinct += len(rows)
+        tally.checked += sum(counts)
+        texts = _text_array(r[0] for r in rows)
+        try:
+            # prepare=False: a generic plan would not see the array's length
+            n_values, n_rows, missing = parent.execute(
+                probe, (sample - len(tally.found), texts, _int_array(counts)),
+                prepare=False).fetchone()  # type: ignore[misc]
+        except psycopg.DataError as exc:  # SQLSTATE class 22: a value the parent type rejects
+            raise DataCheckFailed(f"{type_error}: {_first_line(exc)}") from exc
+        tally.orphan_values += n_values
+        tally.orphans += int(n_rows)
+        tally.found.extend(missing or [])
+        del rows, texts, counts  # so that two batches are never held at once
+
+
 def check_reference(child_conninfo: str, child_schema: str, child_table: str, column: str,
                     parent_conninfo: str, parent_schema: str, parent_table: str, parent_column: str,
                     *, batch: int = 50_000, sample: int = 10) -> ReferenceResult:
@@ -91,12 +145,10 @@ def check_reference(child_conninfo: str, child_schema: str, child_table: str, co
         raise ValueError(f"batch must be >= 1, got {batch}")
     if sample < 0:
         raise ValueError(f"sample must be >= 0, got {sample}")
-    child_name = _qualified(child_schema, child_table, column)
-    parent_name = _qualified(parent_schema, parent_table, parent_column)
-    what = f"reference {child_name} -> {parent_name}"
+    what = (f"reference {_qualified(child_schema, child_table, column)} -> "
+            f"{_qualified(parent_schema, parent_table, parent_column)}")
     started = time.perf_counter()
-    checked = distinct = orphans = orphan_values = batches = 0
-    found: list[str] = []
+    tally = _Tally()
     notes: list[str] = []
     try:
         with _reader(child_conninfo, "dbsplit-references-child") as child, \
@@ -109,19 +161,8 @@ def check_reference(child_conninfo: str, child_schema: str, child_table: str, co
             if not parent_col.indexed:
                 notes.append(f"no index on the parent column: each batch scans {parent_schema}.{parent_table}")
                 log.warning("%s: no index starts with the parent column; each batch scans the parent table", what)
-            col = sql.Identifier(column)
-            # c.{col} qualified: an unqualified ORDER BY name would pick the text output column
-            # (named like the column) and sort as text, e.g. -10 before -9 for bigint
-            stream = sql.SQL(
-                "SELECT c.{col}::text, count(*) FROM {table} AS c WHERE c.{col} IS NOT NULL "
-                "GROUP BY c.{col} ORDER BY c.{col}"
-            ).format(col=col, table=sql.Identifier(child_schema, child_table))
-            probe = sql.SQL(
-                "SELECT count(*), coalesce(sum(u.n), 0), (array_agg(u.v ORDER BY u.i))[1:%s] "
-                "FROM unnest(%s::text[], %s::int8[]) WITH ORDINALITY AS u(v, n, i) "
-                "WHERE NOT EXISTS (SELECT FROM {table} p WHERE p.{col} = u.v::{type})"
-            ).format(table=sql.Identifier(parent_schema, parent_table), col=sql.Identifier(parent_column),
-                     type=parent_col.type_ident)
+            stream, probe = _queries(child_schema, child_table, column, parent_schema, parent_table, parent_column,
+                                     parent_col.type_ident)
             with child.transaction(), parent.transaction(), \
                     child.cursor(name=f"dbsplit_refs_{uuid.uuid4().hex[:12]}") as values:
                 if parent_col.indexed:
@@ -131,35 +172,20 @@ def check_reference(child_conninfo: str, child_schema: str, child_table: str, co
                     parent.execute("SET LOCAL enable_hashjoin = off")
                     parent.execute("SET LOCAL enable_mergejoin = off")
                 values.execute(stream)
-                while rows := values.fetchmany(batch):
-                    counts = [r[1] for r in rows]
-                    batches += 1
-                    distinct += len(rows)
-                    checked += sum(counts)
-                    texts = _text_array(r[0] for r in rows)
-                    try:
-                        # prepare=False: a generic plan would not see the array's length
-                        n_values, n_rows, missing = parent.execute(
-                            probe, (sample - len(found), texts, _int_array(counts)),
-                            prepare=False).fetchone()  # type: ignore[misc]
-                    except psycopg.DataError as exc:  # SQLSTATE class 22: a value the parent type rejects
-                        raise DataCheckFailed(
-                            f"{what}: child values ({child_col.type_name}) are not valid "
-                            f"{parent_col.type_name} values of the parent column: {_first_line(exc)}") from exc
-                    orphan_values += n_values
-                    orphans += int(n_rows)
-                    found.extend(missing or [])
-                    del rows, texts, counts  # so that two batches are never held at once
+                _probe_batches(values, parent, probe, tally, batch, sample,
+                               f"{what}: child values ({child_col.type_name}) are not valid "
+                               f"{parent_col.type_name} values of the parent column")
     except DataCheckFailed:
         raise
     except psycopg.Error as exc:
         raise DataCheckFailed(f"{what}: could not check: {type(exc).__name__}: {_first_line(exc)}") from exc
 
-    result = ReferenceResult(checked=checked, orphans=orphans, sample=found, seconds=round(time.perf_counter() - started, 3),
-                             distinct_values=distinct, orphan_values=orphan_values, batches=batches,
+    result = ReferenceResult(checked=tally.checked, orphans=tally.orphans, sample=tally.found,
+                             seconds=round(time.perf_counter() - started, 3), distinct_values=tally.distinct,
+                             orphan_values=tally.orphan_values, batches=tally.batches,
                              child_type=child_col.type_name, parent_type=parent_col.type_name, notes=notes)
     log.info("%s: %d rows (%d distinct values) checked in %d batch(es), %d orphan rows (%d values), %.2f s",
-             what, checked, distinct, batches, orphans, orphan_values, result.seconds)
+             what, tally.checked, tally.distinct, tally.batches, tally.orphans, tally.orphan_values, result.seconds)
     return result
 
 

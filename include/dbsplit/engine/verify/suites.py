@@ -39,17 +39,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dbsplit.errors import DataCheckFailed
-from dbsplit.engine.verify.gx_checks import (
+from dbsplit.engine.verify.gx_outcomes import (
     ExpectationOutcome,
     _column_label,
     _exception_messages,
-    _import_gx,
     _outcome,
     _qualified,
-    check_error,
-    table_batch,
 )
+from dbsplit.engine.verify.gx_session import _import_gx, check_error, table_batch
+from dbsplit.errors import DataCheckFailed
 
 log = logging.getLogger(__name__)
 
@@ -182,12 +180,46 @@ def rowwise_part(suite_path: str | Path) -> tuple[dict[str, Any], list[str]]:
             rowwise.append(entry)
         else:
             label = _column_label(entry.get("kwargs") or {})
-            table_wide.append(entry["type"] + (f" [{label}]" if label else "") + (f" (mostly {mostly})" if fraction else ""))
+            table_wide.append(entry["type"] + (f" [{label}]" if label else "")
+                              + (f" (mostly {mostly})" if fraction else ""))
     return {**spec, "expectations": rowwise}, table_wide
 
 
 def load_suite(suite_path: str | Path) -> dict[str, Any]:
     """Read a suite file and check its structure (no GX import); DataCheckFailed names file and problem."""
+    path = str(suite_path)
+    spec = _read_json(suite_path)
+    if not isinstance(spec, dict):
+        raise _bad(path, f"an expectation suite is a JSON object, found {type(spec).__name__}",
+                   'write {"name": ..., "expectations": [...]}')
+    if "expectation_suite_name" in spec or any(isinstance(e, dict) and "expectation_type" in e
+                                               for e in spec.get("expectations") or []):
+        raise _bad(path, "this is a GX 0.x suite (expectation_suite_name / expectation_type); dbsplit runs GX 1.x "
+                   "suites", "rename expectation_suite_name to name and each expectation_type to type, "
+                   "and drop data_asset_type and ge_cloud_id")
+    unknown = [k for k in spec if k not in SUITE_KEYS]
+    if unknown:
+        raise _bad(path, f"unknown key(s) {', '.join(map(repr, unknown))} in the suite",
+                   f"remove them; allowed keys: {', '.join(SUITE_KEYS)}")
+    if not isinstance(spec.get("name"), str) or not spec["name"].strip():
+        raise _bad(path, '"name" is missing or empty', 'give the suite a name, e.g. "plan.service.table"')
+    expectations = spec.get("expectations")
+    if not isinstance(expectations, list):
+        raise _bad(path, '"expectations" is missing or not a list',
+                   'add "expectations": [{"type": ..., "kwargs": {...}}]')
+    for key in ("meta",):
+        if spec.get(key) is not None and not isinstance(spec[key], dict):
+            raise _bad(path, f'"{key}" must be an object', f'write "{key}": {{...}} or remove it')
+    for i, e in enumerate(expectations):
+        _check_expectation(path, f"expectations[{i}]", e)
+    return spec
+
+
+def _bad(path: str, problem: str, fix: str) -> DataCheckFailed:
+    return DataCheckFailed(f"{path}: {problem}. Fix: {fix}")
+
+
+def _read_json(suite_path: str | Path) -> Any:
     path = str(suite_path)
     try:
         text = Path(suite_path).read_text(encoding="utf-8")
@@ -196,48 +228,26 @@ def load_suite(suite_path: str | Path) -> dict[str, Any]:
     except UnicodeDecodeError as exc:
         raise DataCheckFailed(f"{path}: the expectation suite is not UTF-8 text: {exc}") from exc
     try:
-        spec = json.loads(text)
+        return json.loads(text)
     except json.JSONDecodeError as exc:
         raise DataCheckFailed(f"{path}:{exc.lineno}:{exc.colno}: not valid JSON: {exc.msg}") from exc
 
-    def bad(problem: str, fix: str) -> DataCheckFailed:
-        return DataCheckFailed(f"{path}: {problem}. Fix: {fix}")
 
-    if not isinstance(spec, dict):
-        raise bad(f"an expectation suite is a JSON object, found {type(spec).__name__}",
-                  'write {"name": ..., "expectations": [...]}')
-    if "expectation_suite_name" in spec or any(isinstance(e, dict) and "expectation_type" in e
-                                               for e in spec.get("expectations") or []):
-        raise bad("this is a GX 0.x suite (expectation_suite_name / expectation_type); dbsplit runs GX 1.x suites",
-                  "rename expectation_suite_name to name and each expectation_type to type, "
-                  "and drop data_asset_type and ge_cloud_id")
-    unknown = [k for k in spec if k not in SUITE_KEYS]
+def _check_expectation(path: str, at: str, e: Any) -> None:
+    """The structure of one expectation of a suite file (see load_suite)."""
+    if not isinstance(e, dict):
+        raise _bad(path, f"{at} is not an object", 'write {"type": "expect_...", "kwargs": {...}}')
+    if not isinstance(e.get("type"), str) or not e["type"]:
+        raise _bad(path, f'{at} has no "type"',
+                   'name the expectation, e.g. "type": "expect_column_values_to_not_be_null"')
+    unknown = [k for k in e if k not in EXPECTATION_KEYS]
     if unknown:
-        raise bad(f"unknown key(s) {', '.join(map(repr, unknown))} in the suite",
-                  f"remove them; allowed keys: {', '.join(SUITE_KEYS)}")
-    if not isinstance(spec.get("name"), str) or not spec["name"].strip():
-        raise bad('"name" is missing or empty', 'give the suite a name, e.g. "plan.service.table"')
-    expectations = spec.get("expectations")
-    if not isinstance(expectations, list):
-        raise bad('"expectations" is missing or not a list', 'add "expectations": [{"type": ..., "kwargs": {...}}]')
-    for key in ("meta",):
-        if spec.get(key) is not None and not isinstance(spec[key], dict):
-            raise bad(f'"{key}" must be an object', f'write "{key}": {{...}} or remove it')
-    for i, e in enumerate(expectations):
-        at = f"expectations[{i}]"
-        if not isinstance(e, dict):
-            raise bad(f"{at} is not an object", 'write {"type": "expect_...", "kwargs": {...}}')
-        if not isinstance(e.get("type"), str) or not e["type"]:
-            raise bad(f'{at} has no "type"', 'name the expectation, e.g. "type": "expect_column_values_to_not_be_null"')
-        unknown = [k for k in e if k not in EXPECTATION_KEYS]
-        if unknown:
-            raise bad(f"{at} ({e['type']}): unknown key(s) {', '.join(map(repr, unknown))}",
-                      f"move arguments into kwargs; allowed keys: {', '.join(EXPECTATION_KEYS)}")
-        if not isinstance(e.get("kwargs", {}), dict):
-            raise bad(f'{at} ({e["type"]}): "kwargs" must be an object', 'write "kwargs": {"column": ...}')
-        if e.get("meta") is not None and not isinstance(e["meta"], dict):
-            raise bad(f'{at} ({e["type"]}): "meta" must be an object', 'write "meta": {...} or remove it')
-    return spec
+        raise _bad(path, f"{at} ({e['type']}): unknown key(s) {', '.join(map(repr, unknown))}",
+                   f"move arguments into kwargs; allowed keys: {', '.join(EXPECTATION_KEYS)}")
+    if not isinstance(e.get("kwargs", {}), dict):
+        raise _bad(path, f'{at} ({e["type"]}): "kwargs" must be an object', 'write "kwargs": {"column": ...}')
+    if e.get("meta") is not None and not isinstance(e["meta"], dict):
+        raise _bad(path, f'{at} ({e["type"]}): "meta" must be an object', 'write "meta": {...} or remove it')
 
 
 def check_suite_file(suite_path: str | Path) -> list[str]:
@@ -281,7 +291,8 @@ def _expectations(path: str, spec: dict[str, Any]) -> list[Any]:
     return built
 
 
-def _add_suite(batch: Any, spec: dict[str, Any], expectations: list[Any], name: str | None = None) -> tuple[Any, list[Any]]:
+def _add_suite(batch: Any, spec: dict[str, Any], expectations: list[Any],
+               name: str | None = None) -> tuple[Any, list[Any]]:
     """The suite in the context, and its expectations (with the ids GX gave them) in file order."""
     suite = batch.context.suites.add(batch.gx.ExpectationSuite(
         name=name or spec["name"], meta=copy.deepcopy(spec.get("meta")) or None, notes=spec.get("notes")))
@@ -299,7 +310,7 @@ def _add_samples(batch: Any, spec: dict[str, Any], path: str, where: str, entrie
     by_id = {r.expectation_config.id: r for r in again.results}
     rerun = [by_id[e.id] for e in added]
     _raise_for_errors(path, where, rerun)
-    for first, second in zip(results, rerun):
+    for first, second in zip(results, rerun, strict=True):
         values = (second.result or {}).get("partial_unexpected_list")
         if values is not None and first.result is not None:
             first.result["partial_unexpected_list"] = values
