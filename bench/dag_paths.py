@@ -13,12 +13,10 @@ import resource
 import tempfile
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import psycopg
-from psycopg import sql
 
 NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "dbsplit:bench")
 SALT = b"bench-salt"
@@ -26,27 +24,19 @@ SALT = b"bench-salt"
 
 def passthrough_chunk(src: str, dst: str, table: Any, chunk: Any, tmp: str) -> int:
     """runtime.extract then runtime.load for a pass-through chunk: binary COPY into a staging file while a
-    second session checksums the same snapshot, then the file into the staging table."""
-    from dbsplit.pg import copy
+    second session checksums the same snapshot (engine.migrate.passthrough, the extract task's body), then
+    the file into the staging table."""
     from dbsplit.engine.migrate.chunks import chunk_where
-    from dbsplit.pg.staging import STAGING, side_name
+    from dbsplit.engine.migrate.passthrough import extract_passthrough
     from dbsplit.engine.verify import checksums
+    from dbsplit.pg import copy
+    from dbsplit.pg.staging import STAGING, side_name
 
     cols = [m.target for m in table.columns]
-    relation = sql.Identifier(table.source_schema, table.source_table)
     where = chunk_where(chunk, list(table.source_key))
-    query = copy.select_sql(table.source_schema, table.source_table, cols)
-    query = sql.SQL("{} WHERE {}").format(query, where) if where is not None else query
     path = Path(tmp) / f"chunk-{chunk.index:05d}.pgcopy"
     with copy.source_connection(src) as s, s.transaction():
-        method = checksums.method_for(s)
-        exprs = checksums.hash_columns(s, relation, cols) if method == checksums.HASH64 else checksums.columns(cols)
-        snapshot = copy.export_snapshot(s)
-        with ThreadPoolExecutor(1) as pool:
-            fut = pool.submit(copy.in_snapshot, src, snapshot, lambda c: checksums.chunk_checksum(
-                c, relation, exprs, where, method))
-            copy.extract_to_file(s, query, path)
-            fut.result()
+        extract_passthrough(s, src, table, where, path, checksums.method_for(s))
     with psycopg.connect(dst) as d, d.transaction():
         rows = copy.load_from_file(d, STAGING, side_name(table.target_schema, table.target_table), cols, path).rows
     path.unlink()
@@ -56,8 +46,8 @@ def passthrough_chunk(src: str, dst: str, table: Any, chunk: Any, tmp: str) -> i
 def transformed_chunk(src: str, dst: str, table: Any, chunk: Any, tmp: str) -> int:
     """runtime.extract, transform and load for a chunk of a table with transforms."""
     from dbsplit.engine.migrate.chunks import chunk_where
-    from dbsplit.pg.copy import source_connection
     from dbsplit.engine.migrate.transform import extract_chunk, load_chunk, transform_chunk
+    from dbsplit.pg.copy import source_connection
     from dbsplit.pg.staging import STAGING, side_name
 
     a, b = Path(tmp) / f"chunk-{chunk.index:05d}.extract", Path(tmp) / f"chunk-{chunk.index:05d}.load"
@@ -83,9 +73,8 @@ def _chunk_task(args: tuple) -> tuple[int, int]:
 
 def run_table(src: str, dst: str, table: Any, chunk_rows: int, workers: int) -> dict:
     """Move one table into its staging table as the DAG does; seconds, rows, chunks, peak RSS of a worker."""
-    from dbsplit.pg import catalog, staging
-    from dbsplit.pg import copy
     from dbsplit.engine.migrate.chunks import plan_chunks
+    from dbsplit.pg import catalog, copy, staging
 
     t0 = time.perf_counter()
     with copy.source_connection(src) as s, s.transaction():

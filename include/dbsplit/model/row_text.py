@@ -63,7 +63,7 @@ def record_text(columns: Sequence[pa.Array | pa.ChunkedArray], safe: Sequence[bo
     if not columns:
         raise ValueError("a record needs at least one column")
     safe = list(safe) if safe is not None else [False] * len(columns)
-    fields = [quote_field(c, s) for c, s in zip(columns, safe)]
+    fields = [quote_field(c, s) for c, s in zip(columns, safe, strict=True)]
     inner = pc.binary_join_element_wise(*fields, ",", null_handling="replace", null_replacement="")
     return pc.binary_join_element_wise("(", inner, ")", "")
 
@@ -100,7 +100,7 @@ def row_fingerprints(columns: Sequence[pa.Array | pa.ChunkedArray], safe: Sequen
     md5 = _md5
     parts = []
     for rows in bigvalues.bounded_batches(table, BATCH_ROWS):
-        batch = [quote_field(c, s) for c, s in zip(rows.columns, safe)]
+        batch = [quote_field(c, s) for c, s in zip(rows.columns, safe, strict=True)]
         inner = batch[0].fill_null("") if len(batch) == 1 else pc.binary_join_element_wise(
             *batch, ",", null_handling="replace", null_replacement="")
         inner = inner.cast(pa.binary())
