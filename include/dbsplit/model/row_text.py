@@ -36,6 +36,9 @@ except ImportError:   # pragma: no cover - builds without it
 # record_out quotes a value holding any of these (RE2 character class; \x0b is \v)
 _NEEDS_QUOTES = '["\\\\(),\t\n\x0b\f\r ]'
 BATCH_ROWS = 16_384                     # rows quoted, joined and hashed at a time
+# the same fingerprint in SQL, of one text expression {} (checksums.fingerprint, resync key diffs):
+# fingerprints() below computes exactly this, and checksum_total() the SQL sum of it
+MD5_60_SQL = "('x' || substr(md5({}::text), 1, 15))::bit(60)::bigint"
 
 
 def quote_field(values: pa.Array | pa.ChunkedArray, safe: bool = False) -> pa.Array:

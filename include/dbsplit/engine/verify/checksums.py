@@ -23,6 +23,7 @@ from psycopg import sql
 
 from dbsplit.engine.migrate.chunks import Chunk, chunk_where
 from dbsplit.engine.migrate.stages import one_row
+from dbsplit.model import row_text
 
 
 @dataclass(frozen=True)
@@ -42,7 +43,7 @@ def fingerprint(exprs: Sequence[sql.Composable], method: str = MD5) -> sql.Compo
     row = sql.SQL("ROW({})").format(sql.SQL(", ").join(exprs))
     if method == HASH64:
         return sql.SQL("hash_record_extended({}, 0)").format(row)
-    return sql.SQL("('x' || substr(md5({}::text), 1, 15))::bit(60)::bigint").format(row)
+    return sql.SQL(row_text.MD5_60_SQL).format(row)
 
 
 def method_for(*conns: psycopg.Connection) -> str:
