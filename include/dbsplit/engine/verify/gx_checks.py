@@ -5,16 +5,16 @@ suite (row count, key uniqueness, NOT NULL columns) as one validation definition
 dataclasses. GX computes every metric with SQL (count(*), sum(CASE WHEN ... IS NULL ...), GROUP BY
 ... HAVING count(*) > 1); no rows are pulled into pandas.
 
-great_expectations is imported inside validate_table() only: this module is imported while Airflow
-parses DAG files, where the ~3 s GX import is not affordable.
+great_expectations is imported inside the functions only (gx_session._import_gx): this module is
+imported while Airflow parses DAG files, where the ~3 s GX import is not affordable.
 
 The GX plumbing (context, data source, batch, quirks) is in gx_session.py; the outcomes and their
 text in gx_outcomes.py.
 
 With partial_unexpected_count > 0 (the BASIC default is 20) GX runs one more query per
-  expectation to fetch unexpected values, a full scan when there are none: 1.7 s instead of
-  0.75 s on 1M rows. The suite runs with 0; sample duplicate keys are fetched by a second run of
-  the key expectation only when it failed.
+expectation to fetch unexpected values, a full scan when there are none: 1.7 s instead of
+0.75 s on 1M rows. The suite runs with 0; sample duplicate keys are fetched by a second run of
+the key expectation only when it failed.
 """
 
 from __future__ import annotations
