@@ -24,9 +24,14 @@ install: $(STAMP)
 demo: install
 	$(BIN)/dbsplit demo
 
-## lint: the layer contracts (.importlinter: which package may import which; only airflow/ and local/ import Airflow)
+## lint: the layer contracts (.importlinter: which package may import which; only airflow/ and local/ import
+## Airflow), ruff on the package, the DAG files and the plugin (rules: pyproject.toml; tests/ and bench/ not yet),
+## and mypy on the package (pyproject.toml's [tool.mypy])
+LINT_PATHS := include plugins dags
 lint: install
 	PYTHONPATH=$(CURDIR)/include $(BIN)/lint-imports --no-cache
+	$(BIN)/ruff check $(LINT_PATHS)
+	PYTHONPATH=$(CURDIR)/include $(BIN)/mypy
 
 ## test: `make lint`, then the whole test suite against the embedded PostgreSQL (or $$DBSPLIT_TEST_PG_URL)
 test: lint

@@ -8,16 +8,16 @@ from pathlib import Path
 
 import psycopg
 
+from dbsplit.errors import PlanProblem
 from dbsplit.pg.catalog import TableInfo
 from dbsplit.pg.conn import connect_source
-from dbsplit.errors import PlanProblem
+from dbsplit.pg.source_catalog import WATERMARK_TYPES, SourceCatalog
 from dbsplit.plan.columns import clashes
 from dbsplit.plan.document import Issue, Loc, PlanDocument
 from dbsplit.plan.fields import did_you_mean
 from dbsplit.plan.fkedges import FkEdge, catalog_edges, cycle_issues
 from dbsplit.plan.keys import uuid_key_problem
 from dbsplit.plan.models import Plan, TableRoute
-from dbsplit.pg.source_catalog import WATERMARK_TYPES, SourceCatalog
 
 
 @dataclass(frozen=True)

@@ -24,9 +24,9 @@ import unicodedata
 from collections import defaultdict
 from dataclasses import dataclass, field
 
+from dbsplit.errors import SourceSchemaError
 from dbsplit.pg import catalog
 from dbsplit.pg.catalog import TableInfo
-from dbsplit.errors import SourceSchemaError
 from dbsplit.pg.copy import source_connection
 
 Key = tuple[str, str]  # (schema, table)
@@ -168,7 +168,7 @@ def _unique_names(groups: list[Group]) -> list[Group]:
 def cross_links(groups: list[Group]) -> Links:
     """uuid_key and references for foreign keys between services; references closing a cycle are noted instead."""
     owner = {(t.schema, t.name): (g.service, t) for g in groups for t in g.tables}
-    links, edges = Links(), defaultdict(set)
+    links, edges = Links(), defaultdict[str, set[str]](set)
     for g in groups:
         for t in g.tables:
             for fk in t.foreign_keys:
@@ -226,7 +226,8 @@ def render(name: str, by: str, dbname: str, default_schema: str, groups: list[Gr
            "  # the database's own name: `dbsplit env` and `dbsplit run` map a connection id to the database of that "
            "name on the dbsplit server; elsewhere, define the connection in Airflow"]
     if source_conn != dbname:
-        out.append(f"  # DECIDE: the database's name is not a valid connection id: define {source_conn} as {_c(dbname)}")
+        out.append("  # DECIDE: the database's name is not a valid connection id: "
+                   f"define {source_conn} as {_c(dbname)}")
     out += [f"  conn_id: {_q(source_conn)}", f"  schema: {_q(default_schema)}",
            "defaults:", "  retries: 2",
            "  # mask_salt: {variable: dbsplit_mask_salt}   # needed once a transform uses `mask: hash`",

@@ -10,13 +10,13 @@ from dataclasses import dataclass
 
 import psycopg
 
+from dbsplit.errors import SourceSchemaError
+from dbsplit.model.resolved import ColumnMap, ResolvedTable, SoftReference
 from dbsplit.pg import catalog
 from dbsplit.pg.catalog import Column, TableInfo
-from dbsplit.errors import SourceSchemaError
 from dbsplit.plan.keys import uuid_key_problem
 from dbsplit.plan.models import Plan
 from dbsplit.plan.routes import TableRoute
-from dbsplit.model.resolved import ColumnMap, ResolvedTable, SoftReference
 
 
 @dataclass(frozen=True)
@@ -56,7 +56,7 @@ def resolve_service(plan: Plan, service: str, conn: psycopg.Connection) -> list[
     who = owners(plan, conn)
     routes = service_routes(plan, service, conn)
     infos = catalog.read_tables(conn, [(r.source_schema or plan.source.schema_, r.source_table) for r in routes])
-    return [resolve_table(plan, service, route, info, who, conn) for route, info in zip(routes, infos)]
+    return [resolve_table(plan, service, route, info, who, conn) for route, info in zip(routes, infos, strict=True)]
 
 
 def resolve_table(plan: Plan, service: str, route: TableRoute, info: TableInfo, who: dict[str, Owner],
@@ -155,5 +155,6 @@ def _soft_references(service: str, refs: dict[str, tuple[str, str]], who: dict[s
             schema, table = qualified.split(".", 1)
             ref_column = catalog.read_table(conn, schema, table).primary_key[0]
         ref_col = (owner.route.target_column(ref_column) if owner.route else None) or ref_column
-        out.append(SoftReference(target_of[column], owner.service, f"{owner.target_schema}.{owner.target_table}", ref_col))
+        target = f"{owner.target_schema}.{owner.target_table}"
+        out.append(SoftReference(target_of[column], owner.service, target, ref_col))
     return out

@@ -73,7 +73,8 @@ class ResolvedTable:
     watermark: str | None = None      # source column for incremental resync
     expectations: str | None = None   # path of a GX suite JSON file
     max_rejected_rows: int = 0
-    foreign_keys: tuple[dict[str, Any], ...] = ()   # FKs kept inside the service: {"columns", "ref_table", "ref_columns"}
+    # FKs kept inside the service: {"columns", "ref_table", "ref_columns"}
+    foreign_keys: tuple[dict[str, Any], ...] = ()
     soft_references: tuple[SoftReference, ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)
 

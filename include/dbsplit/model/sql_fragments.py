@@ -66,19 +66,11 @@ def problem(kind: Kind, text: str) -> str | None:
     text = text.strip()
     if not text:
         return f"the {'type' if kind == 'type' else kind} is empty"
-    from pglast.parser import ParseError, parse_sql_json, scan
-
-    prefix = _PREFIX[kind]
-    query = prefix + text
-    try:
-        tokens = [t.name for t in scan(query)]
-        stmts = json.loads(parse_sql_json(query))["stmts"]
-    except ParseError as exc:
-        return f"{_show(text)} is not valid SQL ({exc.args[0]})"
-    except UnicodeEncodeError:
-        return f"{_show(text)} is not valid text (it holds an unpaired surrogate)"
-    except RecursionError:
-        return f"{_show(text)} is nested too deeply"
+    query = _PREFIX[kind] + text
+    parsed = _parse(text, query)
+    if isinstance(parsed, str):
+        return parsed
+    tokens, stmts = parsed
     if "SQL_COMMENT" in tokens or "C_COMMENT" in tokens:
         return f"{_show(text)} holds a comment"
     if "ASCII_59" in tokens or len(stmts) != 1:
@@ -94,6 +86,22 @@ def problem(kind: Kind, text: str) -> str | None:
         return _type_problem(text, target["val"])
     why = _expression_problem(target["val"])
     return f"{_show(text)} {why}" if why else None
+
+
+def _parse(text: str, query: str) -> tuple[list[str], list[dict[str, Any]]] | str:
+    """The token names and statements of query (the prefix and text), or why it does not parse."""
+    from pglast.parser import ParseError, parse_sql_json, scan
+
+    try:
+        tokens = [t.name for t in scan(query)]
+        stmts: list[dict[str, Any]] = json.loads(parse_sql_json(query))["stmts"]
+    except ParseError as exc:
+        return f"{_show(text)} is not valid SQL ({exc.args[0]})"
+    except UnicodeEncodeError:
+        return f"{_show(text)} is not valid text (it holds an unpaired surrogate)"
+    except RecursionError:
+        return f"{_show(text)} is nested too deeply"
+    return tokens, stmts
 
 
 def _one_target(stmt: dict[str, Any]) -> dict[str, Any] | None:

@@ -40,7 +40,8 @@ _DEFAULT_OBJTYPES = {"r": ("TABLES", TABLE_PRIVILEGES), "S": ("SEQUENCES", SEQUE
 # the sequences a table uses: owned by one of its columns (serial, identity) or named by a column default
 _SEQUENCES = """
 SELECT DISTINCT n.nspname, s.relname, s.oid, s.relowner = %(role)s AND d.deptype IS NULL
-FROM pg_class s JOIN pg_namespace n ON n.oid = s.relnamespace LEFT JOIN pg_depend d ON d.classid = 'pg_class'::regclass AND d.objid = s.oid
+FROM pg_class s JOIN pg_namespace n ON n.oid = s.relnamespace
+    LEFT JOIN pg_depend d ON d.classid = 'pg_class'::regclass AND d.objid = s.oid
     AND d.refclassid = 'pg_class'::regclass AND d.deptype IN ('a', 'i')
 WHERE s.relkind = 'S' AND (d.refobjid = %(table)s OR s.oid IN (
     SELECT x.refobjid FROM pg_attrdef a JOIN pg_depend x ON x.classid = 'pg_attrdef'::regclass
@@ -78,7 +79,8 @@ def grant_tables(conn: psycopg.Connection, role: str, tables: Sequence[tuple[str
             conn.execute(sql.SQL("ALTER TABLE {} OWNER TO CURRENT_USER").format(rel))
             changes.append(f"table {schema}.{table} now owned by {conn.info.user}")
         _exact(conn, "TABLE", rel, f"{schema}.{table}", row[0], oid, role, TABLE_PRIVILEGES, changes)
-        for seq_schema, seq, seq_oid, owned_by_role in conn.execute(_SEQUENCES, {"role": oid, "table": row[0]}).fetchall():
+        sequences = conn.execute(_SEQUENCES, {"role": oid, "table": row[0]}).fetchall()
+        for seq_schema, seq, seq_oid, owned_by_role in sequences:
             seq_rel = sql.Identifier(seq_schema, seq)
             if owned_by_role:   # a sequence of its own, not linked to a table: the admin takes it too
                 conn.execute(sql.SQL("ALTER SEQUENCE {} OWNER TO CURRENT_USER").format(seq_rel))

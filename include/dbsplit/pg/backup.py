@@ -37,8 +37,9 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from dbsplit.pg.conn import connect_source, dbname_of, read_only
 from dbsplit.errors import DbsplitError
+from dbsplit.pg.conn import connect_source, dbname_of, read_only
+from dbsplit.pg.rows import one_row
 
 
 class BackupError(DbsplitError):
@@ -79,7 +80,8 @@ def dump_tables(conninfo: str, tables: Sequence[tuple[str, str]], out_dir: Path 
                 lock_wait_timeout: str = "60s") -> BackupFile:
     """pg_dump these tables (definition and rows; partitions and owned sequences included) into out_dir."""
     if not tables:
-        raise BackupError("dump_tables needs at least one table. Fix: pass (schema, table) pairs, or use dump_database.")
+        raise BackupError("dump_tables needs at least one table. "
+                          "Fix: pass (schema, table) pairs, or use dump_database.")
     return _dump(conninfo, list(tables), Path(out_dir), lock_wait_timeout)
 
 
@@ -92,7 +94,8 @@ def load_backup(path: Path | str) -> BackupFile:
 
 
 def verify(backup: BackupFile) -> None:
-    """Raise BackupError unless the file has its recorded size and sha256 (also the `.sha256` file's) and reads as an archive."""
+    """Raise BackupError unless the file has its recorded size and sha256 (also the `.sha256` file's)
+    and reads as an archive."""
     if not backup.path.is_file():
         raise BackupError(f"backup {backup.path} is missing")
     size, digest = backup.path.stat().st_size, _sha256(backup.path)
@@ -120,10 +123,10 @@ def restore(backup: BackupFile, conninfo: str) -> None:
                               f"{major} is not supported (newer pg_restore emits settings an older server rejects). "
                               f"Fix: restore into a PostgreSQL {backup.pg_dump_major} or newer server.")
         verify(backup)
-        taken = conn.execute(
+        taken = one_row(conn.execute(
             "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
             "WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_toast%' "
-            "AND n.nspname NOT LIKE 'pg\\_temp%'").fetchone()[0]
+            "AND n.nspname NOT LIKE 'pg\\_temp%'"))[0]
         if taken:
             raise BackupError(f"database {conn.info.dbname!r} is not empty ({taken} relations); restore only fills an "
                               "empty database. Fix: create a fresh database and restore into it.")
@@ -213,9 +216,11 @@ def _expand(conn: psycopg.Connection, tables: list[tuple[str, str]]) -> list[tup
     for schema, table in tables:
         rows = conn.execute(
             "WITH RECURSIVE tree(oid) AS (SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-            "WHERE n.nspname = %s AND c.relname = %s AND c.relkind IN ('r', 'p', 'f', 'v', 'm') UNION SELECT i.inhrelid "
+            "WHERE n.nspname = %s AND c.relname = %s AND c.relkind IN ('r', 'p', 'f', 'v', 'm') "
+            "UNION SELECT i.inhrelid "
             "FROM pg_inherits i JOIN tree ON i.inhparent = tree.oid) SELECT n.nspname, c.relname FROM tree "
-            "JOIN pg_class c ON c.oid = tree.oid JOIN pg_namespace n ON n.oid = c.relnamespace", (schema, table)).fetchall()
+            "JOIN pg_class c ON c.oid = tree.oid JOIN pg_namespace n ON n.oid = c.relnamespace",
+            (schema, table)).fetchall()
         if not rows:
             raise BackupError(f"table {schema}.{table} does not exist in {conn.info.dbname!r}")
         out.update(dict.fromkeys((s, t) for s, t in rows))

@@ -17,8 +17,9 @@ from typing import Any
 import psycopg
 from psycopg.pq import TransactionStatus
 
-from dbsplit.pg import catalog_sql as q
 from dbsplit.errors import SourceSchemaError
+from dbsplit.pg import catalog_sql as q
+from dbsplit.pg.rows import one_row
 
 FK_ACTIONS = {"a": "NO ACTION", "r": "RESTRICT", "c": "CASCADE", "n": "SET NULL", "d": "SET DEFAULT"}
 FK_MATCH = {"s": "SIMPLE", "f": "FULL", "p": "PARTIAL"}
@@ -185,7 +186,7 @@ class TableInfo:
 @contextmanager
 def qualified_names(conn: psycopg.Connection) -> Iterator[None]:
     """Empty the search_path for the block, so that server-generated text qualifies every name."""
-    previous = conn.execute("SELECT current_setting('search_path')").fetchone()[0]
+    previous = one_row(conn.execute("SELECT current_setting('search_path')"))[0]
     conn.execute("SELECT set_config('search_path', '', false)")
     try:
         yield
@@ -230,7 +231,8 @@ def read_tables(conn: psycopg.Connection, tables: Sequence[tuple[str, str]]) -> 
 
 
 def _oids(conn: psycopg.Connection, tables: Sequence[tuple[str, str]]) -> list[int]:
-    found = dict(conn.execute(q.TABLE_OIDS, {"schemas": [s for s, _ in tables], "names": [t for _, t in tables]}))
+    params = {"schemas": [s for s, _ in tables], "names": [t for _, t in tables]}
+    found: dict[int, int] = dict(conn.execute(q.TABLE_OIDS, params))
     missing = [f"{s}.{t}" for i, (s, t) in enumerate(tables, 1) if i not in found]
     if missing:
         raise SourceSchemaError(
@@ -275,14 +277,14 @@ def _column(r: tuple[Any, ...]) -> Column:
 def _user_type(r: tuple[Any, ...]) -> UserType:
     schema, name, kind, labels, base, not_null, checks, default, att_names, att_types = r
     return UserType(schema, name, {"e": "enum", "d": "domain", "c": "composite"}[kind], tuple(labels), base or "",
-                    bool(not_null), tuple(checks), default, tuple(zip(att_names, att_types)))
+                    bool(not_null), tuple(checks), default, tuple(zip(att_names, att_types, strict=True)))
 
 
 def _index(r: tuple[Any, ...]) -> Index:
     (name, method, unique, nnd, exprs, is_expr, opclasses, collations, options, include, predicate, reloptions,
      columns, definition) = r
     keys = tuple(IndexKey(e, x, oc, co, bool(o & 1), bool(o & 2))
-                 for e, x, oc, co, o in zip(exprs, is_expr, opclasses, collations, options))
+                 for e, x, oc, co, o in zip(exprs, is_expr, opclasses, collations, options, strict=True))
     return Index(name, method, unique, keys, tuple(include), predicate, tuple(reloptions), bool(nnd),
                  tuple(columns), definition)
 

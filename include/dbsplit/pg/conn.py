@@ -31,7 +31,7 @@ def read_only(conninfo: str) -> str:
     params = conninfo_to_dict(conninfo)
     given = params.get("options") or os.environ.get("PGOPTIONS")   # an `options` key would hide $PGOPTIONS
     params["options"] = f"{given} {SOURCE_OPTIONS}" if given else SOURCE_OPTIONS
-    return make_conninfo(**params)
+    return make_conninfo("", **params)
 
 
 def connect_source(conninfo: str, **kwargs: Any) -> psycopg.Connection:
@@ -46,7 +46,7 @@ def with_dbname(conninfo: str, dbname: str) -> str:
     """The same server and credentials, another database."""
     params = conninfo_to_dict(conninfo)
     params["dbname"] = dbname
-    return make_conninfo(**params)
+    return make_conninfo("", **params)
 
 
 def dbname_of(conninfo: str) -> str:
@@ -59,7 +59,7 @@ def airflow_conn_env(conn_id: str, conninfo: str) -> tuple[str, str]:
     params = conninfo_to_dict(conninfo)
     body: dict[str, Any] = {"conn_type": "postgres", "host": params.pop("host", None)}
     if "port" in params:
-        body["port"] = int(params.pop("port"))
+        body["port"] = int(str(params.pop("port")))
     body["login"] = params.pop("user", None)
     body["password"] = params.pop("password", None)
     body["schema"] = params.pop("dbname", None)

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterator, Sequence, cast
 
 import psycopg
 from psycopg import IsolationLevel, generators, pq, sql
 
 from dbsplit.pg.conn import connect_source
+from dbsplit.pg.rows import one_row
 
 BUFFER = 1 << 20
 JOIN_MESSAGES = 2048   # COPY TO messages (rows) joined per write
@@ -49,7 +50,8 @@ def joined_messages(copy: psycopg.Copy) -> Iterator[bytes | memoryview]:
     of an extract. When that loop meets the end of the copy, _finish_copy_out does what psycopg's
     read would have done (final result, error, rowcount)."""
     get = copy.connection.pgconn.get_copy_data
-    while first := copy.read():
+    # psycopg types read() as any buffer; a COPY TO gives a memoryview (bytes when it ends)
+    while first := cast("bytes | memoryview", copy.read()):
         size = len(first)
         if size >= JOIN_BYTES:
             yield first
@@ -111,7 +113,7 @@ def load_from_file(conn: psycopg.Connection, schema: str, table: str, columns: S
 
 def export_snapshot(conn: psycopg.Connection) -> str:
     """Export the snapshot of conn's current transaction so that another session can see the same rows."""
-    return conn.execute("SELECT pg_export_snapshot()").fetchone()[0]
+    return one_row(conn.execute("SELECT pg_export_snapshot()"))[0]
 
 
 def in_snapshot(conninfo: str, snapshot: str, work: Any) -> Any:

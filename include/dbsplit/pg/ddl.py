@@ -27,6 +27,8 @@ from collections.abc import Sequence
 import psycopg
 from psycopg import sql
 
+from dbsplit.errors import DbsplitError
+from dbsplit.model.resolved import ColumnMap, ResolvedTable
 from dbsplit.pg.catalog import Column, TableInfo, UserType, table_oid
 from dbsplit.pg.ddl_objects import (  # noqa: F401  (re-exported: the public DDL API lives here)
     add_foreign_keys,
@@ -40,8 +42,7 @@ from dbsplit.pg.ddl_objects import (  # noqa: F401  (re-exported: the public DDL
     safe_type_sql,
     set_sequences_past_max,
 )
-from dbsplit.errors import DbsplitError
-from dbsplit.model.resolved import ColumnMap, ResolvedTable
+from dbsplit.pg.rows import one_row
 
 MANAGED_COMMENT = "managed by dbsplit"
 
@@ -69,7 +70,7 @@ def ensure_user_type(conn: psycopg.Connection, t: UserType) -> None:
         conn.execute(sql.SQL("CREATE TYPE {} AS ({})").format(name, atts))
         return
     # base type, default and CHECK text come from the server's own catalog
-    parts = [sql.SQL("CREATE DOMAIN {} AS {}").format(name, sql.SQL(t.base_type_sql))]
+    parts: list[sql.Composable] = [sql.SQL("CREATE DOMAIN {} AS {}").format(name, sql.SQL(t.base_type_sql))]
     if t.default is not None:
         parts.append(sql.SQL("DEFAULT {}").format(sql.SQL(t.default)))
     if t.not_null:
@@ -89,7 +90,7 @@ def create_table_sql(info: TableInfo, schema: str, name: str, keep_names: bool |
     """
     keep = name == info.name if keep_names is None else keep_names
     seqs = {s.column: s for s in info.sequences}
-    items = [column_sql(c, seqs.get(c.name)) for c in info.columns]
+    items: list[sql.Composable] = [column_sql(c, seqs.get(c.name)) for c in info.columns]
     pk = next((c for c in info.constraints if c.kind == "p" and c.columns == info.primary_key), None)
     if info.primary_key and pk is None:
         items.append(sql.SQL("PRIMARY KEY ({})").format(sql.SQL(", ").join(map(sql.Identifier, info.primary_key))))
@@ -186,7 +187,7 @@ def _target_column(info: TableInfo, m: ColumnMap, kept: set[str]) -> Column:
 
 
 def _check_existing(conn: psycopg.Connection, oid: int, info: TableInfo, schema: str, name: str) -> None:
-    comment = conn.execute("SELECT obj_description(%s::oid, 'pg_class')", (oid,)).fetchone()[0]
+    comment = one_row(conn.execute("SELECT obj_description(%s::oid, 'pg_class')", (oid,)))[0]
     where = f"{schema}.{name} in target database {conn.info.dbname!r}"
     if comment != MANAGED_COMMENT:
         raise TargetConflict(
@@ -207,9 +208,9 @@ def _same_columns(conn: psycopg.Connection, have: list[tuple[str, str]], want: l
     """Equal names and types; a type from a plan is compared by the type it names (modifiers aside)."""
     if [n for n, _ in have] != [n for n, _ in want]:
         return False
-    for (n, have_type), (_, want_type) in zip(have, want):
+    for (n, have_type), (_, want_type) in zip(have, want, strict=True):
         if n in plan_typed:
-            same = conn.execute("SELECT to_regtype(%s) = to_regtype(%s)", (have_type, want_type)).fetchone()[0]
+            same = one_row(conn.execute("SELECT to_regtype(%s) = to_regtype(%s)", (have_type, want_type)))[0]
         else:
             same = have_type == want_type
         if not same:

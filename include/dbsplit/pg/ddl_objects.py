@@ -14,10 +14,19 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from dbsplit.pg.catalog import (
-    FK_ACTIONS, Column, ForeignKey, Index, IndexKey, OwnedSequence, qualified_names, read_table, table_oid,
-)
 from dbsplit.errors import DbsplitError
+from dbsplit.pg.catalog import (
+    FK_ACTIONS,
+    Column,
+    ForeignKey,
+    Index,
+    IndexKey,
+    OwnedSequence,
+    qualified_names,
+    read_table,
+    table_oid,
+)
+from dbsplit.pg.rows import one_row
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +81,7 @@ def align_serial_sequences(conn: psycopg.Connection, schema: str, table: str, se
 def index_sql(ix: Index, schema: str, table: str, keep_name: bool) -> sql.Composed:
     """CREATE INDEX on the target table, rebuilt from the source index's parts (not from its text)."""
     keys = sql.SQL(", ").join(_index_key(k) for k in ix.keys)
-    parts = [sql.SQL("CREATE UNIQUE INDEX" if ix.unique else "CREATE INDEX")]
+    parts: list[sql.Composable] = [sql.SQL("CREATE UNIQUE INDEX" if ix.unique else "CREATE INDEX")]
     if keep_name:
         parts.append(sql.Identifier(ix.name))
     parts.append(sql.SQL("ON {} USING {} ({})").format(sql.Identifier(schema, table), sql.Identifier(ix.method), keys))
@@ -89,7 +98,7 @@ def index_sql(ix: Index, schema: str, table: str, keep_name: bool) -> sql.Compos
 
 def _index_key(k: IndexKey) -> sql.Composed:
     expr = sql.SQL(k.expr)
-    parts = [sql.SQL("({})").format(expr) if k.is_expression else expr]
+    parts: list[sql.Composable] = [sql.SQL("({})").format(expr) if k.is_expression else expr]
     if k.collation:
         parts.append(sql.SQL("COLLATE {}").format(sql.SQL(k.collation)))
     if k.opclass:
@@ -110,7 +119,7 @@ def foreign_key_sql(fk: ForeignKey, schema: str, table: str) -> sql.Composed:
                            f"Fix: use one of {sorted(FK_ACTIONS.values())}, match SIMPLE or FULL.")
     cols = sql.SQL(", ").join(map(sql.Identifier, fk.columns))
     refs = sql.SQL(", ").join(map(sql.Identifier, fk.ref_columns))
-    parts = [sql.SQL("ALTER TABLE {} ADD").format(sql.Identifier(schema, table))]
+    parts: list[sql.Composable] = [sql.SQL("ALTER TABLE {} ADD").format(sql.Identifier(schema, table))]
     if fk.name:
         parts.append(sql.SQL("CONSTRAINT {}").format(sql.Identifier(fk.name)))
     parts.append(sql.SQL("FOREIGN KEY ({}) REFERENCES {} ({})").format(
@@ -182,8 +191,8 @@ def set_sequences_past_max(conn: psycopg.Connection, schema: str, table: str) ->
     out: dict[str, int] = {}
     for column, seq_oid, start, increment in conn.execute(_OWNED_SEQUENCES, (oid,)).fetchall():
         agg = sql.SQL("max" if increment > 0 else "min")
-        top = conn.execute(sql.SQL("SELECT {}({}) FROM {}").format(
-            agg, sql.Identifier(column), sql.Identifier(schema, table))).fetchone()[0]
+        top = one_row(conn.execute(sql.SQL("SELECT {}({}) FROM {}").format(
+            agg, sql.Identifier(column), sql.Identifier(schema, table))))[0]
         past = top is not None and (top >= start if increment > 0 else top <= start)
         conn.execute("SELECT setval(%s::int8::oid::regclass, %s, %s)", (seq_oid, top if past else start, past))
         out[column] = top + increment if past else start
@@ -199,7 +208,7 @@ def safe_type_sql(conn: psycopg.Connection, text: str) -> str:
     if problem is None:
         try:
             with conn.transaction():
-                if conn.execute("SELECT to_regtype(%s)", (text,)).fetchone()[0] is None:
+                if one_row(conn.execute("SELECT to_regtype(%s)", (text,)))[0] is None:
                     problem = "names no type in the target database"
         except psycopg.Error as exc:
             problem = f"is not a type name ({exc.diag.message_primary})"

@@ -28,8 +28,9 @@ from datetime import datetime
 import psycopg
 from psycopg import sql
 
-from dbsplit.pg.conn import connect_source
 from dbsplit.errors import DbsplitError
+from dbsplit.pg.conn import connect_source
+from dbsplit.pg.rows import one_row
 
 GUARD_SCHEMA = "_dbsplit_guard"
 GUARD_FUNCTION = "refuse_write"
@@ -69,23 +70,26 @@ def freeze(conninfo: str, tables: Sequence[tuple[str, str]], message: str, lock_
         for schema, table, kind in all_tables:
             if _ensure_trigger(conn, schema, table, kind, message):
                 changed.append((schema, table))
-        now = conn.execute("SELECT now()").fetchone()[0]
+        now = one_row(conn.execute("SELECT now()"))[0]
     return FreezeState(tuple((s, t) for s, t, _ in all_tables), tuple(changed), message, now)
 
 
 def unfreeze(conninfo: str, tables: Sequence[tuple[str, str]], lock_timeout: str = "30s") -> list[tuple[str, str]]:
-    """Remove the guard from the tables (and their partitions); return those that had one. Missing tables are skipped."""
+    """Remove the guard from the tables (and their partitions); return those that had one.
+
+    Missing tables are skipped."""
     removed: list[tuple[str, str]] = []
     with psycopg.connect(conninfo, application_name="dbsplit-freeze") as conn, conn.transaction():
         _lock(conn, lock_timeout)
         present = [t for t in tables if _relkind(conn, *t) is not None]
         for schema, table, _ in _expand(conn, present):
             if _trigger(conn, schema, table) is not None:
-                conn.execute(sql.SQL("DROP TRIGGER {} ON {}").format(sql.Identifier(TRIGGER), sql.Identifier(schema, table)))
+                conn.execute(sql.SQL("DROP TRIGGER {} ON {}").format(sql.Identifier(TRIGGER),
+                                                                     sql.Identifier(schema, table)))
                 removed.append((schema, table))
-        left = conn.execute("SELECT count(*) FROM pg_trigger t JOIN pg_proc p ON p.oid = t.tgfoid "
+        left = one_row(conn.execute("SELECT count(*) FROM pg_trigger t JOIN pg_proc p ON p.oid = t.tgfoid "
                             "JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = %s",
-                            (GUARD_SCHEMA,)).fetchone()[0]
+                            (GUARD_SCHEMA,)))[0]
         if left == 0:
             conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(GUARD_SCHEMA)))
     return removed
@@ -132,7 +136,8 @@ def _expand(conn: psycopg.Connection, tables: Sequence[tuple[str, str]]) -> list
         rows = conn.execute(
             "WITH RECURSIVE tree(oid) AS (SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
             "WHERE n.nspname = %s AND c.relname = %s UNION SELECT i.inhrelid FROM pg_inherits i JOIN tree ON "
-            "i.inhparent = tree.oid) SELECT n.nspname, c.relname, c.relkind FROM tree JOIN pg_class c ON c.oid = tree.oid "
+            "i.inhparent = tree.oid) SELECT n.nspname, c.relname, c.relkind FROM tree "
+            "JOIN pg_class c ON c.oid = tree.oid "
             "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind IN ('r', 'p', 'f')", (schema, table))
         for s, t, k in rows:
             out.setdefault((s, t), k)
@@ -153,7 +158,8 @@ def _ensure_trigger(conn: psycopg.Connection, schema: str, table: str, kind: str
     found, target = _trigger(conn, schema, table), sql.Identifier(schema, table)
     if found == ("A", message.encode() + b"\x00"):
         return False
-    events = "INSERT OR UPDATE OR DELETE" + ("" if kind == "f" else " OR TRUNCATE")  # no TRUNCATE triggers on foreign tables
+    # no TRUNCATE triggers on foreign tables
+    events = "INSERT OR UPDATE OR DELETE" + ("" if kind == "f" else " OR TRUNCATE")
     try:
         if found is not None:
             conn.execute(sql.SQL("DROP TRIGGER {} ON {}").format(sql.Identifier(TRIGGER), target))

@@ -27,9 +27,10 @@ from dataclasses import dataclass
 import psycopg
 from psycopg import sql
 
+from dbsplit.errors import DbsplitError
 from dbsplit.pg import access
 from dbsplit.pg.conn import dbname_of, with_dbname
-from dbsplit.errors import DbsplitError
+from dbsplit.pg.rows import one_row
 
 # attributes a service role has; an existing role of another shape is refused, never altered
 _ROLE_ATTRS = {"rolcanlogin": True, "rolsuper": False, "rolcreatedb": False, "rolcreaterole": False,
@@ -149,8 +150,8 @@ def _ensure_role(conn: psycopg.Connection, role: str, password: str | None, chan
             changes.append(f"created role {role}")
             return True
         except psycopg.errors.DuplicateObject:  # created concurrently: check it like any existing role
-            row = conn.execute(sql.SQL("SELECT {} FROM pg_roles WHERE rolname = %s").format(cols), (role,)).fetchone()
-    wrong = [k[3:] for k, v in zip(_ROLE_ATTRS, row) if _ROLE_ATTRS[k] != v]
+            row = one_row(conn.execute(sql.SQL("SELECT {} FROM pg_roles WHERE rolname = %s").format(cols), (role,)))
+    wrong = [k[3:] for k, v in zip(_ROLE_ATTRS, row, strict=True) if _ROLE_ATTRS[k] != v]
     if wrong:
         raise ProvisionError(f"role {role!r} exists with attributes a service role does not have or lacks: "
                              f"{', '.join(wrong)}; dbsplit changes no privileges of an existing role. Fix: ALTER ROLE "
@@ -169,10 +170,10 @@ def _verifier(conn: psycopg.Connection, role: str, password: str) -> str:
 
 def _password_is(conn: psycopg.Connection, role: str, password: str) -> bool:
     """Whether the role's stored verifier matches; False when it cannot be read (the password is then set)."""
-    if not conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user").fetchone()[0]:
+    if not one_row(conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user"))[0]:
         return False
     row = conn.execute("SELECT rolpassword FROM pg_authid WHERE rolname = %s", (role,)).fetchone()
-    return bool(row and row[0]) and verifier_matches(row[0], role, password)
+    return row is not None and bool(row[0]) and verifier_matches(row[0], role, password)
 
 
 def verifier_matches(stored: str, role: str, password: str) -> bool:
@@ -206,7 +207,7 @@ def _restrict_connect(conn: psycopg.Connection, database: str, role: str, change
 
 
 def _role_oid(conn: psycopg.Connection, role: str) -> int:
-    return int(conn.execute("SELECT oid FROM pg_roles WHERE rolname = %s", (role,)).fetchone()[0])
+    return int(one_row(conn.execute("SELECT oid FROM pg_roles WHERE rolname = %s", (role,)))[0])
 
 
 def _own_schema_itself(conn: psycopg.Connection, schema: str, role: str, changes: list[str]) -> None:

@@ -11,9 +11,9 @@ from types import SimpleNamespace
 import psycopg
 from psycopg import sql
 
+from dbsplit.errors import ConnectionConfigError
 from dbsplit.pg.catalog import TableInfo, read_table, table_oid
 from dbsplit.pg.conn import conninfo_from_airflow
-from dbsplit.errors import ConnectionConfigError
 
 # Built-in type OIDs (fixed in PostgreSQL's catalog) a watermark may have, directly or as a domain's base.
 WATERMARK_TYPES = {1114: "timestamp", 1184: "timestamptz", 1082: "date", 21: "smallint", 23: "integer", 20: "bigint"}

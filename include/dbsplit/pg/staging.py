@@ -14,9 +14,10 @@ from typing import Iterator, Sequence
 import psycopg
 from psycopg import sql
 
+from dbsplit.model.resolved import ResolvedTable
 from dbsplit.pg.catalog import TableInfo, table_oid
 from dbsplit.pg.ddl import MANAGED_COMMENT
-from dbsplit.model.resolved import ResolvedTable
+from dbsplit.pg.rows import one_row
 
 STAGING = "_dbsplit_staging"
 PREVIOUS = "_dbsplit_prev"
@@ -66,7 +67,8 @@ def _defer_indexes(conn: psycopg.Connection, name: str, with_indexes: bool = Tru
     ident = sql.Identifier(STAGING, name)
     oid = table_oid(conn, STAGING, name)
     constraints = conn.execute(
-        "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint WHERE conrelid = %s AND (contype IN ('p', 'u', 'x')"
+        "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint "
+        "WHERE conrelid = %s AND (contype IN ('p', 'u', 'x')"
         " AND %s OR contype = 'c' AND NOT convalidated) ORDER BY contype, conname", (oid, with_indexes)).fetchall()
     indexes = [] if not with_indexes else conn.execute(
         "SELECT c.relname, pg_get_indexdef(i.indexrelid) FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid"
@@ -99,7 +101,7 @@ def build_deferred_indexes(conn: psycopg.Connection, schema: str, table: str) ->
     name = side_name(schema, table)
     ident = sql.Identifier(STAGING, name)
     oid = table_oid(conn, STAGING, name)
-    comment = conn.execute("SELECT obj_description(%s::oid, 'pg_class')", (oid,)).fetchone()[0] if oid else None
+    comment = one_row(conn.execute("SELECT obj_description(%s::oid, 'pg_class')", (oid,)))[0] if oid else None
     if not comment or not comment.startswith(_DEFERRED):
         return 0
     deferred = json.loads(comment[len(_DEFERRED):])
@@ -132,7 +134,8 @@ def promote(conn: psycopg.Connection, schema: str, table: str) -> None:
     conn.execute(sql.SQL("ALTER TABLE {} SET SCHEMA {}").format(stg, sql.Identifier(schema)))
     conn.execute(sql.SQL("ALTER TABLE {} RENAME TO {}").format(sql.Identifier(schema, side_name(schema, table)),
                                                               sql.Identifier(table)))
-    conn.execute(sql.SQL("COMMENT ON TABLE {} IS {}").format(sql.Identifier(schema, table), sql.Literal(MANAGED_COMMENT)))
+    conn.execute(sql.SQL("COMMENT ON TABLE {} IS {}").format(sql.Identifier(schema, table),
+                                                             sql.Literal(MANAGED_COMMENT)))
 
 
 def check_managed(conn: psycopg.Connection, schema: str, table: str) -> None:
@@ -142,7 +145,7 @@ def check_managed(conn: psycopg.Connection, schema: str, table: str) -> None:
     oid = table_oid(conn, schema, table)
     if oid is None:
         return
-    comment = conn.execute("SELECT obj_description(%s::oid, 'pg_class')", (oid,)).fetchone()[0]
+    comment = one_row(conn.execute("SELECT obj_description(%s::oid, 'pg_class')", (oid,)))[0]
     if comment != MANAGED_COMMENT:
         raise TargetConflict(
             f"table {schema}.{table} in target database {conn.info.dbname!r} exists and was not created by dbsplit; "
@@ -178,8 +181,10 @@ def swap_back(conn: psycopg.Connection, schema: str, table: str) -> str:
         conn.execute(sql.SQL("DROP TABLE IF EXISTS {} CASCADE").format(live))
         return "dropped (it did not exist before)"
     conn.execute(sql.SQL("DROP TABLE IF EXISTS {} CASCADE").format(live))
-    conn.execute(sql.SQL("ALTER TABLE {} SET SCHEMA {}").format(sql.Identifier(PREVIOUS, prev_name), sql.Identifier(schema)))
-    conn.execute(sql.SQL("ALTER TABLE {} RENAME TO {}").format(sql.Identifier(schema, prev_name), sql.Identifier(table)))
+    conn.execute(sql.SQL("ALTER TABLE {} SET SCHEMA {}").format(sql.Identifier(PREVIOUS, prev_name),
+                                                                sql.Identifier(schema)))
+    conn.execute(sql.SQL("ALTER TABLE {} RENAME TO {}").format(sql.Identifier(schema, prev_name),
+                                                               sql.Identifier(table)))
     return "swapped back to its previous version"
 
 

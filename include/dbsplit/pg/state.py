@@ -8,6 +8,8 @@ from typing import Any
 
 import psycopg
 
+from dbsplit.pg.rows import one_row
+
 STATE_SCHEMA = "_dbsplit"
 
 _DDL = """
@@ -92,7 +94,7 @@ def record_evidence(conn: psycopg.Connection, ev: Evidence) -> None:
 
 def latest_evidence(conn: psycopg.Connection) -> list[Evidence]:
     """The most recent evidence record of each target table (empty when none was recorded)."""
-    exists = conn.execute("SELECT to_regclass('_dbsplit.table_evidence')").fetchone()[0]
+    exists = one_row(conn.execute("SELECT to_regclass('_dbsplit.table_evidence')"))[0]
     if exists is None:
         return []
     rows = conn.execute(
@@ -106,7 +108,8 @@ def latest_evidence(conn: psycopg.Connection) -> list[Evidence]:
 def open_load(conn: psycopg.Connection, target_table: str) -> tuple[int, int, list, list, set[int]] | None:
     """The unfinished load of a table: (load_id, chunk_rows, columns, chunks, indexes of loaded chunks)."""
     row = conn.execute(
-        "SELECT load_id, chunk_rows, columns, chunks FROM _dbsplit.loads WHERE target_table = %s AND status = 'loading'",
+        "SELECT load_id, chunk_rows, columns, chunks FROM _dbsplit.loads "
+        "WHERE target_table = %s AND status = 'loading'",
         (target_table,)).fetchone()
     if row is None:
         return None
@@ -119,10 +122,10 @@ def start_load(conn: psycopg.Connection, target_table: str, chunk_rows: int, col
     """Abandon any unfinished load of the table and open a new one; return its id."""
     conn.execute("UPDATE _dbsplit.loads SET status = 'abandoned', finished_at = now() "
                  "WHERE target_table = %s AND status = 'loading'", (target_table,))
-    return conn.execute(
+    return one_row(conn.execute(
         "INSERT INTO _dbsplit.loads (target_table, status, chunk_rows, columns, chunks, run_id) "
         "VALUES (%s, 'loading', %s, %s, %s, %s) RETURNING load_id",
-        (target_table, chunk_rows, json.dumps(columns), json.dumps(chunks), run_id)).fetchone()[0]
+        (target_table, chunk_rows, json.dumps(columns), json.dumps(chunks), run_id)))[0]
 
 
 def claim_chunk(conn: psycopg.Connection, load_id: int, index: int, source_rows: int, source_checksum: str | None,
@@ -132,22 +135,23 @@ def claim_chunk(conn: psycopg.Connection, load_id: int, index: int, source_rows:
     The claim and the chunk's rows commit together, so a chunk is in staging entirely or not at all.
     """
     return conn.execute(
-        "INSERT INTO _dbsplit.chunks (load_id, chunk_index, source_rows, source_checksum, rows, bytes, seconds, run_id) "
+        "INSERT INTO _dbsplit.chunks "
+        "(load_id, chunk_index, source_rows, source_checksum, rows, bytes, seconds, run_id) "
         "VALUES (%s, %s, %s, %s, 0, 0, 0, %s) ON CONFLICT DO NOTHING RETURNING 1",
         (load_id, index, source_rows, source_checksum, run_id)).fetchone() is not None
 
 
 def complete_chunk(conn: psycopg.Connection, load_id: int, index: int, rows: int, size: int, seconds: float) -> None:
-    conn.execute("UPDATE _dbsplit.chunks SET rows = %s, bytes = %s, seconds = %s WHERE load_id = %s AND chunk_index = %s",
-                 (rows, size, seconds, load_id, index))
+    conn.execute("UPDATE _dbsplit.chunks SET rows = %s, bytes = %s, seconds = %s "
+                 "WHERE load_id = %s AND chunk_index = %s", (rows, size, seconds, load_id, index))
 
 
 def chunk_totals(conn: psycopg.Connection, load_id: int) -> tuple[int, int, int, float]:
     """(chunks loaded, source rows, loaded rows, load seconds) of a load."""
-    return conn.execute(
+    return one_row(conn.execute(
         "SELECT count(*), coalesce(sum(source_rows), 0)::bigint, coalesce(sum(rows), 0)::bigint, "
         "coalesce(sum(seconds), 0)::float8 "
-        "FROM _dbsplit.chunks WHERE load_id = %s", (load_id,)).fetchone()[:4]
+        "FROM _dbsplit.chunks WHERE load_id = %s", (load_id,)))[:4]
 
 
 def finish_load(conn: psycopg.Connection, load_id: int, status: str) -> None:
@@ -170,7 +174,7 @@ def record_rejects(conn: psycopg.Connection, load_id: int, index: int, rejects: 
 
 
 def reject_count(conn: psycopg.Connection, load_id: int) -> int:
-    return conn.execute("SELECT count(*) FROM _dbsplit.rejects WHERE load_id = %s", (load_id,)).fetchone()[0]
+    return one_row(conn.execute("SELECT count(*) FROM _dbsplit.rejects WHERE load_id = %s", (load_id,)))[0]
 
 
 def rejects_sample(conn: psycopg.Connection, load_id: int, limit: int = 20) -> list[dict[str, Any]]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from itertools import pairwise
 from typing import TYPE_CHECKING
 
 from dbsplit.plan.document import Issue, Loc
@@ -64,7 +65,7 @@ def cycle_issues(plan: Plan, edges: list[FkEdge]) -> list[Issue]:
     explicit = reference_edges(plan)
     issues = []
     for cycle in find_cycles(list(plan.services), explicit + [e.edge for e in edges]):
-        pairs = list(zip(cycle, cycle[1:]))
+        pairs = list(pairwise(cycle))
         behind = [e for e in edges if e.edge in pairs]
         if not behind or all(pair in explicit for pair in pairs):
             continue

@@ -9,9 +9,9 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from dbsplit.model.resolved import plan_namespace
 from dbsplit.plan.fields import ConnId, PgName, PlanName, Schedule, ServiceName, Strict, fail
 from dbsplit.plan.routes import MAX_CHUNK_ROWS, MAX_REJECTED_ROWS, AddColumn, TableRoute, Transform
-from dbsplit.model.resolved import plan_namespace
 
 __all__ = ["AddColumn", "Defaults", "MaskSalt", "Plan", "Resync", "Service", "SourceConfig", "TableRoute",
            "TargetConfig", "Transform", "slug"]

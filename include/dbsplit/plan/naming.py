@@ -63,10 +63,10 @@ def schema_issues(scope: Scope) -> Iterator[Issue]:
     """Reserved and system schemas used as a target, the source's default schema or a routed source schema."""
     plan = scope.plan
     named: list[tuple[Loc, str]] = [(("source", "schema"), plan.source.schema_)]
-    for name, service in plan.services.items():
+    for name, svc in plan.services.items():
         if name not in scope.no_target:
-            named.append((("services", name, "target", "schema"), service.target.schema_))
-        named += [(("services", name, "schemas", i), schema) for i, schema in enumerate(service.schemas)]
+            named.append((("services", name, "target", "schema"), svc.target.schema_))
+        named += [(("services", name, "schemas", i), schema) for i, schema in enumerate(svc.schemas)]
     for service, index, route in plan.routes():
         if route.source_schema:
             named.append((scope.route_loc(service, index) + ("source",), route.source_schema))

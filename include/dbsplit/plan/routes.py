@@ -7,7 +7,17 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from dbsplit.plan.fields import (
-    CustomRef, JsonPath, PgName, RefTarget, SourceTable, SqlLiteral, SqlText, Strict, TypeText, did_you_mean, fail,
+    CustomRef,
+    JsonPath,
+    PgName,
+    RefTarget,
+    SourceTable,
+    SqlLiteral,
+    SqlText,
+    Strict,
+    TypeText,
+    did_you_mean,
+    fail,
 )
 
 MAX_CHUNK_ROWS = 10_000_000            # rows of one chunk held in memory; the state table keeps it as integer

@@ -42,7 +42,8 @@ def semantic_issues(scope: Scope) -> list[Issue]:
 
 
 def _routed_twice(scope: Scope) -> Iterator[Issue]:
-    plan, seen = scope.plan, {}
+    plan = scope.plan
+    seen: dict[tuple[str, str, tuple[str, ...]], tuple[str, tuple[str, str]]] = {}
     for service, index, route in scope.targeted_routes():
         target = plan.services[service].target
         key = (plan.qualified_source(route), route.target_name, tuple(route.columns or ()))
@@ -56,7 +57,8 @@ def _routed_twice(scope: Scope) -> Iterator[Issue]:
 
 
 def _target_names(scope: Scope) -> Iterator[Issue]:
-    plan, seen = scope.plan, {}
+    plan = scope.plan
+    seen: dict[tuple[str, str, str], tuple[str, int]] = {}
     for service, index, route in scope.targeted_routes():
         target = plan.services[service].target
         key = (airflow_key(target.conn_id), target.schema_, route.target_name)
@@ -70,7 +72,8 @@ def _target_names(scope: Scope) -> Iterator[Issue]:
 
 
 def _shared_targets(scope: Scope) -> Iterator[Issue]:
-    plan, seen = scope.plan, {}
+    plan = scope.plan
+    seen: dict[tuple[str, str], str] = {}
     for name, service in plan.services.items():
         if name in scope.no_target:
             continue
@@ -84,11 +87,12 @@ def _shared_targets(scope: Scope) -> Iterator[Issue]:
 
 
 def _whole_schemas(scope: Scope) -> Iterator[Issue]:
-    plan, owner = scope.plan, {}
-    for name, service in plan.services.items():
-        for index, schema in enumerate(service.schemas):
+    plan = scope.plan
+    owner: dict[str, str] = {}
+    for name, svc in plan.services.items():
+        for index, schema in enumerate(svc.schemas):
             first = owner.setdefault(schema, name)
-            if first != name or service.schemas.index(schema) != index:
+            if first != name or svc.schemas.index(schema) != index:
                 yield Issue(("services", name, "schemas", index),
                             f"source schema {schema} is routed whole to both '{first}' and '{name}'"
                             if first != name else f"schema {schema} is listed twice", "list it once, in one service")

@@ -37,7 +37,8 @@ _RESOLVER = Resolver()
 _FIRST_CHARS = frozenset(c for c in Resolver.yaml_implicit_resolvers if c is not None)
 _NUMERIC_CHARS = frozenset("0123456789+-.<=")  # a number, a timestamp, `<<` or `=`: PyYAML's resolver decides
 _TRUE, _FALSE = "yes Yes YES true True TRUE on On ON", "no No NO false False FALSE off Off OFF"
-_WORDS: dict[str, bool | None] = {w: True for w in _TRUE.split()} | {w: False for w in _FALSE.split()}
+_WORDS: dict[str, bool | None] = {w: True for w in _TRUE.split()}
+_WORDS |= {w: False for w in _FALSE.split()}
 _WORDS |= {w: None for w in ("~", "null", "Null", "NULL")}   # YAML 1.1 booleans and nulls, as PyYAML reads them
 _CONSTRUCTOR = SafeConstructor()
 _SCALAR_TAGS = {"tag:yaml.org,2002:" + t for t in ("str", "int", "float", "bool", "null", "timestamp", "binary")}
