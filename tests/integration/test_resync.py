@@ -19,6 +19,7 @@ from psycopg import sql
 from dbsplit.errors import DataCheckFailed
 from dbsplit.engine.resync import resync as resync_module
 from dbsplit.engine.resync import diff as resync_diff
+from dbsplit.engine.resync import keydiff as resync_keydiff
 from dbsplit.pg.copy import source_connection
 from dbsplit.engine.resync.resync import ChangeTrackingMissing, install_change_tracking, resync_table
 from dbsplit.engine.resync.state import key_table_name, sums_table_name
@@ -257,7 +258,7 @@ def test_key_diff_differs_exactly_in_the_buckets_that_lost_keys(items, stripe, m
     back in bucket order: only the buckets holding a deleted key differ (misplaced summaries would
     make others differ too, costing reads but no wrong result, so the count is what shows it)."""
     if stripe is not None:   # 3000 keys make 24 level-0 buckets: two sessions, stripes of 2 buckets
-        monkeypatch.setattr(resync_module, "ROOT_STRIPE", stripe)
+        monkeypatch.setattr(resync_keydiff, "ROOT_STRIPE", stripe)
     source, target = items
     table = items_table()
     sync(source, target, table)   # builds the key table and the level-0 bounds

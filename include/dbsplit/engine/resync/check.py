@@ -25,8 +25,9 @@ from typing import Any, Sequence
 import psycopg
 from psycopg import sql
 
-from dbsplit.errors import DataCheckFailed
 from dbsplit.engine.migrate import arrow_io
+from dbsplit.engine.resync.sql_parts import scalar
+from dbsplit.errors import DataCheckFailed
 from dbsplit.pg.copy import joined_messages
 
 log = logging.getLogger(__name__)
@@ -58,7 +59,7 @@ class SuiteCheck:
         DataCheckFailed when an expectation fails, naming it and the fix."""
         if not self.spec["expectations"]:
             return 0
-        if not tgt.execute(sql.SQL("SELECT count(*) {}").format(writes)).fetchone()[0]:
+        if not scalar(tgt, sql.SQL("SELECT count(*) {}").format(writes)):
             return 0
         from dbsplit.engine.verify.suites import validate_suite
 
@@ -95,7 +96,7 @@ def _combined(before: list[dict[str, Any]], now: list[dict[str, Any]]) -> list[d
     if not before:
         return now
     out = []
-    for b, n in zip(before, now):
+    for b, n in zip(before, now, strict=False):
         counts = isinstance(b["observed"], int) and isinstance(n["observed"], int)
         out.append({**n, "success": b["success"] and n["success"],
                     "observed": b["observed"] + n["observed"] if counts else n["observed"]})
@@ -104,7 +105,7 @@ def _combined(before: list[dict[str, Any]], now: list[dict[str, Any]]) -> list[d
 
 def _column_types(tgt: psycopg.Connection, stage: str, columns: Sequence[str]) -> list[tuple[str, str]]:
     """The staged columns' types; enums as text (see the module docstring)."""
-    found = dict(tgt.execute(
+    found: dict[str, str] = dict(tgt.execute(
         "SELECT a.attname, CASE WHEN t.typtype = 'e' THEN 'text' ELSE format_type(a.atttypid, a.atttypmod) END"
         " FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid"
         " WHERE a.attrelid = %s::regclass AND a.attnum > 0 AND NOT a.attisdropped",

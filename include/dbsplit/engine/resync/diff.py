@@ -25,6 +25,7 @@ from __future__ import annotations
 import math
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Callable, Sequence, TypeVar
 
 import psycopg
@@ -97,7 +98,7 @@ def fingerprint(cols: Sequence[str], alias: str | None = None) -> sql.Composable
 
 
 def typed_key(texts: Key, types: Sequence[str]) -> sql.Composable:
-    vals = [sql.SQL("CAST({} AS {})").format(sql.Literal(t), sql.SQL(ty)) for t, ty in zip(texts, types)]
+    vals = [sql.SQL("CAST({} AS {})").format(sql.Literal(t), sql.SQL(ty)) for t, ty in zip(texts, types, strict=False)]
     return vals[0] if len(vals) == 1 else sql.SQL("ROW({})").format(sql.SQL(", ").join(vals))
 
 
@@ -138,7 +139,7 @@ def _bucket_expr(side: KeySide, bounds: Sequence[Key]) -> sql.Composable:
     arrays = sql.SQL(", ").join(
         sql.SQL("ARRAY[{}]::text[]").format(sql.SQL(", ").join(sql.Literal(b[i]) for b in bounds)) for i in range(n))
     names = [sql.Identifier(f"a{i}") for i in range(n)]
-    casts = [sql.SQL("CAST({} AS {})").format(nm, sql.SQL(ty)) for nm, ty in zip(names, side.types)]
+    casts = [sql.SQL("CAST({} AS {})").format(nm, sql.SQL(ty)) for nm, ty in zip(names, side.types, strict=False)]
     element = casts[0] if n == 1 else sql.SQL("ROW({})").format(sql.SQL(", ").join(casts))
     array = sql.SQL("(SELECT array_agg({} ORDER BY i) FROM unnest({}) WITH ORDINALITY AS u({}, i))").format(
         element, arrays, sql.SQL(", ").join(names))
@@ -170,7 +171,8 @@ def summaries(side: KeySide, groups: Sequence[tuple[Range, list[Range]]]) -> lis
         if batch:
             subs = [s for _, ss in batch for s in ss]
             bounds, index = _lower_bounds(subs)
-            query = sql.SQL("SELECT {b} AS b, count(*), coalesce(sum({fp}), 0)::text FROM {rel} WHERE {w} GROUP BY 1").format(
+            query = sql.SQL(
+                "SELECT {b} AS b, count(*), coalesce(sum({fp}), 0)::text FROM {rel} WHERE {w} GROUP BY 1").format(
                 b=_bucket_expr(side, bounds), fp=side.fp, rel=side.relation, w=_where(side, [p for p, _ in batch]))
             found = {b: (n, s) for b, n, s in side.conn.execute(query)}
             out += [found.get(i, (0, "0")) for i in index]
@@ -178,7 +180,8 @@ def summaries(side: KeySide, groups: Sequence[tuple[Range, list[Range]]]) -> lis
     return out
 
 
-def root_summaries_by_range(side: KeySide, bounds: Sequence[Key], buckets: Sequence[int] | None = None) -> list[tuple[int, str]]:
+def root_summaries_by_range(side: KeySide, bounds: Sequence[Key],
+                            buckets: Sequence[int] | None = None) -> list[tuple[int, str]]:
     """summaries(side, root_groups(bounds)) for a one-column key with a btree index: one index range
     scan per bucket (a LATERAL join over the bounds) instead of a scan of every key grouped by
     width_bucket, which spends more on its hash table than on reading the keys. buckets: only these
@@ -207,10 +210,12 @@ def root_summaries_by_range(side: KeySide, bounds: Sequence[Key], buckets: Seque
     inner = sorted(i for i in wanted if 0 < i < len(texts))   # bucket i: [texts[i-1], texts[i])
     if inner:
         parts.append(sql.SQL(
-            "SELECT r.i, x.n, x.h FROM unnest(CAST({lo} AS {ty}[]), CAST({hi} AS {ty}[]), CAST({i} AS int[])) AS r(lo, hi, i)"
+            "SELECT r.i, x.n, x.h FROM unnest(CAST({lo} AS {ty}[]), CAST({hi} AS {ty}[]), CAST({i} AS int[]))"
+            " AS r(lo, hi, i)"
             " CROSS JOIN LATERAL (SELECT {agg} FROM {rel} WHERE {c}) AS x").format(
             lo=sql.Literal(array_literal([texts[i - 1] for i in inner])),
-            hi=sql.Literal(array_literal([texts[i] for i in inner])), i=sql.Literal("{" + ",".join(map(str, inner)) + "}"),
+            hi=sql.Literal(array_literal([texts[i] for i in inner])),
+            i=sql.Literal("{" + ",".join(map(str, inner)) + "}"),
             ty=ty, agg=agg, rel=side.relation, c=cond(sql.SQL("{} >= r.lo AND {} < r.hi").format(col, col))))
     if len(texts) in wanted:
         parts.append(sql.SQL("SELECT {}, {} FROM {} WHERE {}").format(
@@ -233,7 +238,8 @@ def quantiles(side: KeySide, ranges: Sequence[Range], steps: Sequence[int]) -> l
         key = key_expr(side.cols)
         bucket = _bucket_expr(side, bounds)
         query = sql.SQL(
-            "SELECT r, {texts} FROM (SELECT {bucket} AS r, {cols}, row_number() OVER (PARTITION BY {bucket} ORDER BY {key}) AS rn"
+            "SELECT r, {texts} FROM (SELECT {bucket} AS r, {cols}, row_number() OVER (PARTITION BY {bucket}"
+            " ORDER BY {key}) AS rn"
             " FROM {rel} WHERE {w}) x WHERE rn > 1 AND (rn - 1) % ({steps}::int[])[r + 1] = 0 ORDER BY r, rn").format(
             texts=key_texts(side.cols), bucket=bucket, cols=sql.SQL(", ").join(map(sql.Identifier, side.cols)),
             key=key, rel=side.relation, w=_where(side, part), steps=sql.Literal(step_of))
@@ -248,7 +254,7 @@ def keys_in(side: KeySide, ranges: Sequence[Range]) -> set[Key]:
     checks every range against every key, in parallel workers that cost more to start than they save."""
     found: set[Key] = set()
     by_range = len(side.cols) == 1 and not side.types[0].endswith("]")
-    bounded = [r for r in ranges if by_range and r[0] is not None and r[1] is not None]
+    bounded = [(lo, hi) for lo, hi in ranges if by_range and lo is not None and hi is not None]
     rest = [r for r in ranges if not (by_range and r[0] is not None and r[1] is not None)]
     for start in range(0, len(bounded), RANGES_PER_QUERY):
         found.update(side.conn.execute(_keys_by_range(side, bounded[start:start + RANGES_PER_QUERY])).fetchall())
@@ -259,7 +265,7 @@ def keys_in(side: KeySide, ranges: Sequence[Range]) -> set[Key]:
     return found
 
 
-def _keys_by_range(side: KeySide, ranges: Sequence[Range]) -> sql.Composable:
+def _keys_by_range(side: KeySide, ranges: Sequence[tuple[Key, Key]]) -> sql.Composed:
     """The keys (as text) of a one-column key in these bounded ranges, one index range scan per range."""
     col, ty = sql.Identifier(side.cols[0]), sql.SQL(side.types[0])
     cond = sql.SQL("{} >= r.lo AND {} < r.hi").format(col, col)
@@ -267,7 +273,8 @@ def _keys_by_range(side: KeySide, ranges: Sequence[Range]) -> sql.Composable:
         cond = sql.SQL("({}) AND ({})").format(side.where, cond)
     return sql.SQL("SELECT x.k::text FROM unnest(CAST({lo} AS {ty}[]), CAST({hi} AS {ty}[])) AS r(lo, hi)"
                    " CROSS JOIN LATERAL (SELECT {col} AS k FROM {rel} WHERE {cond}) AS x").format(
-        lo=sql.Literal(array_literal([r[0][0] for r in ranges])), hi=sql.Literal(array_literal([r[1][0] for r in ranges])),
+        lo=sql.Literal(array_literal([r[0][0] for r in ranges])),
+        hi=sql.Literal(array_literal([r[1][0] for r in ranges])),
         ty=ty, col=col, rel=side.relation, cond=cond)
 
 
@@ -314,35 +321,51 @@ def diff_keys(source: KeySide, target: KeySide, root_bounds: Sequence[Key] | Non
             if res.levels == 1 and target_root is not None:
                 s_sum, t_sum = (source_root() if source_root is not None else summaries(source, groups)), target_root
             else:
-                s_sum, t_sum = _both(pool, lambda: summaries(source, groups), lambda: summaries(target, groups))
+                s_sum, t_sum = _both(pool, partial(summaries, source, groups), partial(summaries, target, groups))
             res.buckets += len(subranges)
             if res.levels == 1:
                 res.root_buckets = len(subranges)
-                res.root_max_rows = max([max(a[0], b[0]) for a, b in zip(s_sum, t_sum)] or [0])
+                res.root_max_rows = max([max(a[0], b[0]) for a, b in zip(s_sum, t_sum, strict=False)] or [0])
                 res.root_rows = sum(b[0] for b in t_sum)
-            split: list[tuple[Range, int, bool]] = []     # (range, step, split by source side)
-            for r, s, t in zip(subranges, s_sum, t_sum):
-                if s == t:
-                    continue
-                res.differing_buckets += 1
-                n = max(s[0], t[0])
-                if n <= LEAF_ROWS:
-                    leaves.append(r)
-                else:
-                    split.append((r, max(LEAF_ROWS, math.ceil(n / FANOUT)), s[0] >= t[0]))
+            split = _differing(res, subranges, s_sum, t_sum, leaves)
             if not split:
                 break
-            by_src = [(r, st) for r, st, src in split if src]
-            by_tgt = [(r, st) for r, st, src in split if not src]
-            q_src, q_tgt = _both(
-                pool,
-                lambda: quantiles(source, [r for r, _ in by_src], [st for _, st in by_src]) if by_src else [],
-                lambda: quantiles(target, [r for r, _ in by_tgt], [st for _, st in by_tgt]) if by_tgt else [])
-            inner = dict(zip([r for r, _ in by_src], q_src)) | dict(zip([r for r, _ in by_tgt], q_tgt))
-            groups = [(r, _split(r, inner[r])) for r, _, _ in split]
+            groups = _split_further(pool, source, target, split)
         if leaves:
-            s_keys, t_keys = _both(pool, lambda: keys_in(source, leaves), lambda: keys_in(target, leaves))
+            s_keys, t_keys = _both(pool, partial(keys_in, source, leaves), partial(keys_in, target, leaves))
             res.leaf_keys = len(s_keys) + len(t_keys)
             res.source_only = sorted(s_keys - t_keys)
             res.target_only = sorted(t_keys - s_keys)
     return res
+
+
+def _differing(res: DiffResult, subranges: Sequence[Range], s_sum: Sequence[tuple[int, str]],
+               t_sum: Sequence[tuple[int, str]], leaves: list[Range]) -> list[tuple[Range, int, bool]]:
+    """The sub-ranges whose summaries differ: small ones added to leaves, the others returned as
+    (range, step, split by source side) to be cut further."""
+    split: list[tuple[Range, int, bool]] = []
+    for r, s, t in zip(subranges, s_sum, t_sum, strict=False):
+        if s == t:
+            continue
+        res.differing_buckets += 1
+        n = max(s[0], t[0])
+        if n <= LEAF_ROWS:
+            leaves.append(r)
+        else:
+            split.append((r, max(LEAF_ROWS, math.ceil(n / FANOUT)), s[0] >= t[0]))
+    return split
+
+
+def _split_further(pool: ThreadPoolExecutor, source: KeySide, target: KeySide,
+                   split: Sequence[tuple[Range, int, bool]]) -> list[tuple[Range, list[Range]]]:
+    """The next level's groups: each range cut by quantiles of the side with more keys in it."""
+    by_src = [(r, st) for r, st, src in split if src]
+    by_tgt = [(r, st) for r, st, src in split if not src]
+
+    def cuts(side: KeySide, ranges: list[tuple[Range, int]]) -> list[list[Key]]:
+        return quantiles(side, [r for r, _ in ranges], [st for _, st in ranges]) if ranges else []
+
+    q_src, q_tgt = _both(pool, partial(cuts, source, by_src), partial(cuts, target, by_tgt))
+    inner = (dict(zip([r for r, _ in by_src], q_src, strict=False))
+             | dict(zip([r for r, _ in by_tgt], q_tgt, strict=False)))
+    return [(r, _split(r, inner[r])) for r, _, _ in split]

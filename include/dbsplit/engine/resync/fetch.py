@@ -4,7 +4,7 @@
     pg_temp.dbsplit_keystage  (s0..sn[, t0..tm]) for every staged row: its source key and, for mapped
                               keys, its target key. Direct keys: a view over dbsplit_stage.
     pg_temp.dbsplit_keyhash   (s0..sn, h) for every staged row: its source key and the key's fingerprint
-                              computed BY THE SOURCE SERVER (see resync.py: key_hash). Pass-through tables:
+                              computed BY THE SOURCE SERVER (see context.py: key_hash). Pass-through tables:
                               a view over dbsplit_stage, whose rows carry the fingerprint in one more
                               column (read in the same COPY as the row).
     pg_temp.dbsplit_allkeys   (s0..sn, h) of every source row, and pg_temp.dbsplit_allmap (s0..sn, t0..tm)
@@ -21,106 +21,24 @@ from __future__ import annotations
 
 import time
 import uuid
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
 import psycopg
 from psycopg import sql
 
-from dbsplit.errors import DataCheckFailed, DbsplitError, RejectLimitExceeded
 from dbsplit.engine.migrate import arrow_io, wire
-from dbsplit.pg.copy import joined_messages
+from dbsplit.engine.resync.keyspec import KeySpec, keys_table, too_many_rejects
+from dbsplit.engine.resync.names import ALLKEYS, ALLMAP, KEYHASH, KEYHASH_LATE, KEYSTAGE, STAGE, STAGE_LATE
+from dbsplit.engine.resync.sql_parts import scalar
+from dbsplit.errors import RejectLimitExceeded
+from dbsplit.model.resolved import ResolvedTable
 from dbsplit.model.sql_fragments import filter_sql
-from dbsplit.model.resolved import ColumnMap, ResolvedTable
+from dbsplit.pg.copy import joined_messages
 
-STAGE = "dbsplit_stage"
-KEYSTAGE = "dbsplit_keystage"
-KEYHASH = "dbsplit_keyhash"
-KEYHASH_LATE = "dbsplit_keyhash_late"
-STAGE_LATE = "dbsplit_stage_late"
-ALLKEYS = "dbsplit_allkeys"
-ALLMAP = "dbsplit_allmap"
 KEY_SETTINGS = {"TimeZone": "UTC"}   # on top of arrow_io.TEXT_SETTINGS: key texts and hashes of the source
 KEY_BATCH = 50_000          # keys per fetch-by-key query
-
-
-@dataclass(frozen=True)
-class KeySpec:
-    """How a table's target key follows from its source key.
-
-    direct: every target key column copies one source key column (maybe renamed): the key values are
-            the same and the target key sorts like the source key.
-    mapped: the target key is computed (uuid_key, cast, ...): the key table keeps both.
-    """
-
-    mode: str
-    source_cols: tuple[str, ...]
-    source_types: tuple[str, ...]        # format_type in the source (empty until known)
-    target_cols: tuple[str, ...]         # the table's key, in its order
-    target_types: tuple[str, ...]
-    direct_target: tuple[str, ...] = ()  # direct: the target column of each source key column
-
-    @property
-    def s(self) -> list[str]:
-        return [f"s{i}" for i in range(len(self.source_cols))]
-
-    @property
-    def t(self) -> list[str]:
-        return [f"t{i}" for i in range(len(self.target_cols))]
-
-    def target_of_s(self) -> list[str]:
-        """The target column holding each s column (direct mode)."""
-        return list(self.direct_target)
-
-
-def key_spec(table: ResolvedTable, source_types: Sequence[str] = ()) -> KeySpec:
-    if not table.source_key or not table.key:
-        raise DbsplitError(f"{table.target_schema}.{table.target_table}: resync needs a key on both sides "
-                           f"(source key {list(table.source_key)}, target key {list(table.key)})")
-    by_target = {cm.target: cm for cm in table.columns}
-    missing = [k for k in table.key if k not in by_target]
-    if missing:
-        raise DbsplitError(f"{table.target_schema}.{table.target_table}: key column(s) {missing} have no ColumnMap")
-    target_types = tuple(by_target[k].target_type for k in table.key)
-    direct: list[str] = []
-    for s in table.source_key:
-        cm = next((c for c in table.columns if c.op == "copy" and c.source == (s,) and c.target in table.key), None)
-        if cm is None:
-            break
-        direct.append(cm.target)
-    if len(direct) == len(table.source_key) == len(table.key) and set(direct) == set(table.key):
-        types = tuple(by_target[t].target_type for t in direct)
-        return KeySpec("direct", tuple(table.source_key), tuple(source_types) or types, tuple(table.key), target_types,
-                       tuple(direct))
-    return KeySpec("mapped", tuple(table.source_key), tuple(source_types), tuple(table.key), target_types)
-
-
-def source_column_types(conn: psycopg.Connection, schema: str, table: str) -> dict[str, str]:
-    rows = conn.execute(
-        "SELECT a.attname, format_type(a.atttypid, a.atttypmod) FROM pg_attribute a"
-        " WHERE a.attrelid = %s::regclass AND a.attnum > 0 AND NOT a.attisdropped",
-        (sql.Identifier(schema, table).as_string(conn),)).fetchall()
-    return dict(rows)
-
-
-def keys_table(table: ResolvedTable, spec: KeySpec) -> ResolvedTable:
-    """A key-only view of the table for the transformed path: s_i copies source key column i, t_j is the
-    table's own ColumnMap of target key column j, renamed."""
-    by_target = {cm.target: cm for cm in table.columns}
-    cols = [ColumnMap(f"s{i}", ty, True, "copy", (c,)) for i, (c, ty) in enumerate(zip(spec.source_cols, spec.source_types))]
-    cols += [replace(by_target[k], target=f"t{j}", not_null=True) for j, k in enumerate(spec.target_cols)]
-    return replace(table, target_schema="pg_temp", target_table=KEYSTAGE, columns=tuple(cols),
-                   key=tuple(f"t{j}" for j in range(len(spec.target_cols))), custom=None, expectations=None,
-                   foreign_keys=(), soft_references=())
-
-
-def too_many_rejects(name: str, how_many: str, limit: int, first: str) -> DataCheckFailed:
-    """The error of a resync whose changed rows were rejected more often than the table allows."""
-    return DataCheckFailed(
-        f"{name}: {how_many} source row(s) rejected by the transforms or the staging table, at most {limit} "
-        f"allowed (nothing was changed); first: {first}. Fix: correct those source rows or the column's type "
-        "or transform in the plan, or raise the table's max_rejected_rows there (its route, or defaults).")
 
 
 @dataclass
@@ -172,7 +90,7 @@ class Fetcher:
             sql.Identifier(STAGE), sql.SQL(", ").join(map(sql.Identifier, self.spec.target_cols))))
         if self.spec.mode == "direct":
             sel = sql.SQL(", ").join(sql.SQL("{} AS {}").format(sql.Identifier(t), sql.Identifier(s))
-                                     for t, s in zip(self.spec.target_of_s(), self.spec.s))
+                                     for t, s in zip(self.spec.target_of_s(), self.spec.s, strict=False))
             self.tgt.execute(sql.SQL("CREATE TEMP VIEW {} AS SELECT {} FROM pg_temp.{}").format(
                 sql.Identifier(KEYSTAGE), sel, sql.Identifier(STAGE)))
         else:
@@ -184,13 +102,13 @@ class Fetcher:
             self._create_keys(KEYHASH, hashed=True)
 
     def _create_keys(self, name: str, hashed: bool = False) -> None:
-        cols = [sql.SQL("{} {} NOT NULL").format(sql.Identifier(s), sql.SQL(ty))
-                for s, ty in zip(self.spec.s, self.spec.source_types)]
+        cols: list[sql.Composable] = [sql.SQL("{} {} NOT NULL").format(sql.Identifier(s), sql.SQL(ty))
+                                      for s, ty in zip(self.spec.s, self.spec.source_types, strict=False)]
         if hashed:
             cols.append(sql.SQL("h bigint NOT NULL"))
         elif self.spec.mode == "mapped":
             cols += [sql.SQL("{} {} NOT NULL").format(sql.Identifier(t), sql.SQL(ty))
-                     for t, ty in zip(self.spec.t, self.spec.target_types)]
+                     for t, ty in zip(self.spec.t, self.spec.target_types, strict=False)]
         self.tgt.execute(sql.SQL("DROP TABLE IF EXISTS pg_temp.{}").format(sql.Identifier(name)))
         self.tgt.execute(sql.SQL("CREATE TEMP TABLE {} ({})").format(sql.Identifier(name), sql.SQL(", ").join(cols)))
         if name != ALLKEYS and name != ALLMAP:   # small sets joined by index probes (the rebuild's are hashed)
@@ -265,10 +183,13 @@ class Fetcher:
     def _add_new_keys(self, staged: sql.Composable) -> None:
         """The keys of staged (a FROM item with the s columns and h) that neither the key table nor the
         new-key table holds, into the new-key table (see track_new_keys)."""
+        assert self.new_keys is not None, "track_new_keys was called"
         table, key_table = self.new_keys
-        on = sql.SQL(" AND ").join(sql.SQL("k.{} = l.{}").format(sql.Identifier(c), sql.Identifier(c)) for c in self.spec.s)
+        on = sql.SQL(" AND ").join(sql.SQL("k.{} = l.{}").format(sql.Identifier(c), sql.Identifier(c))
+                                   for c in self.spec.s)
         self.tgt.execute(sql.SQL("INSERT INTO pg_temp.{n} SELECT {cols} FROM {l} l WHERE NOT EXISTS "
-                                 "(SELECT 1 FROM {k} k WHERE {on}) AND NOT EXISTS (SELECT 1 FROM pg_temp.{n} k WHERE {on})").format(
+                                 "(SELECT 1 FROM {k} k WHERE {on}) AND NOT EXISTS (SELECT 1 FROM pg_temp.{n} k"
+                                 " WHERE {on})").format(
             n=sql.Identifier(table), cols=sql.SQL(", ").join(sql.Identifier("l", c) for c in [*self.spec.s, "h"]),
             l=staged, k=key_table, on=on))
 
@@ -277,9 +198,10 @@ class Fetcher:
         staging table; their keys the key table lacks into the new-key table."""
         late = sql.Identifier(STAGE_LATE)
         keys = sql.SQL(", ").join(sql.SQL("{} AS {}").format(sql.Identifier(t), sql.Identifier(c))
-                                  for t, c in zip(self.spec.target_of_s(), self.spec.s))
+                                  for t, c in zip(self.spec.target_of_s(), self.spec.s, strict=False))
         with self.tgt.transaction():
-            self.tgt.execute(sql.SQL("INSERT INTO pg_temp.{} SELECT * FROM pg_temp.{}").format(sql.Identifier(STAGE), late))
+            self.tgt.execute(sql.SQL("INSERT INTO pg_temp.{} SELECT * FROM pg_temp.{}").format(
+                sql.Identifier(STAGE), late))
             self._add_new_keys(sql.SQL("(SELECT {}, {} AS h FROM pg_temp.{})").format(
                 keys, sql.Identifier(self.hash_column), late))
             self.tgt.execute(sql.SQL("TRUNCATE pg_temp.{}").format(late))
@@ -292,14 +214,15 @@ class Fetcher:
             for i in range(len(cols)))
         names = [sql.Identifier(f"a{i}") for i in range(len(cols))]
         casts = sql.SQL(", ").join(sql.SQL("CAST({} AS {})").format(n, sql.SQL(ty))
-                                   for n, ty in zip(names, self.spec.source_types))
-        lhs = sql.SQL("({})").format(sql.SQL(", ").join(map(sql.Identifier, cols)))
+                                   for n, ty in zip(names, self.spec.source_types, strict=False))
+        lhs: sql.Composable = sql.SQL("({})").format(sql.SQL(", ").join(map(sql.Identifier, cols)))
         if len(cols) == 1:
             lhs = sql.Identifier(cols[0])
-        return sql.SQL("{} IN (SELECT {} FROM unnest({}) AS u({}))").format(lhs, casts, arrays, sql.SQL(", ").join(names))
+        return sql.SQL("{} IN (SELECT {} FROM unnest({}) AS u({}))").format(
+            lhs, casts, arrays, sql.SQL(", ").join(names))
 
     def _filter_clause(self, where: sql.Composable | None) -> sql.Composable:
-        parts = [sql.SQL("({})").format(where)] if where is not None else []
+        parts: list[sql.Composable] = [sql.SQL("({})").format(where)] if where is not None else []
         if self.table.filter:
             parts.append(filter_sql(self.table.filter))
         return sql.SQL(" WHERE ") + sql.SQL(" AND ").join(parts) if parts else sql.SQL("")
@@ -310,7 +233,7 @@ class Fetcher:
         if self.table.passthrough and self.spec.mode == "direct":
             return [where]
         rel = sql.Identifier(self.table.source_schema, self.table.source_table)
-        count = self.src.execute(sql.SQL("SELECT count(*) FROM {}{}").format(rel, self._filter_clause(where))).fetchone()[0]
+        count = scalar(self.src, sql.SQL("SELECT count(*) FROM {}{}").format(rel, self._filter_clause(where)))
         if count <= self.table.chunk_rows:
             return [where] if count else []
         cols = sql.SQL(", ").join(map(sql.Identifier, self.spec.source_cols))
@@ -324,7 +247,7 @@ class Fetcher:
         side = KeySide(self.src, rel, self.spec.source_cols, self.spec.source_types, sql.SQL("0"))
         edges: list = [None, *bounds, None]
         out: list[sql.Composable | None] = []
-        for lo, hi in zip(edges, edges[1:]):
+        for lo, hi in zip(edges, edges[1:], strict=False):
             cond = range_condition(side, (lo, hi))
             out.append(cond if where is None else sql.SQL("({}) AND ({})").format(where, cond))
         return out
@@ -359,7 +282,7 @@ class Fetcher:
         t = self.table
         if t.passthrough:
             cols = [cm.target for cm in t.columns]
-            select = [sql.Identifier(c) for c in cols]
+            select: list[sql.Composable] = [sql.Identifier(c) for c in cols]
             if self.hashed_stage:
                 select.append(self.key_hash)
                 cols.append(self.hash_column)

@@ -29,6 +29,7 @@ from typing import Any, Sequence
 import psycopg
 from psycopg import sql
 
+from dbsplit.engine.resync.sql_parts import scalar
 from dbsplit.errors import DbsplitError
 
 SCHEMA = "_dbsplit"
@@ -37,6 +38,13 @@ TRACKED_EVENTS = ("ins", "upd", "del", "trunc")   # trigger name suffixes
 SYNCING_SETTING = "dbsplit.syncing"
 _DDL_LOCK = 0x64627370   # advisory lock key ("dbsp") serialising this module's DDL across sessions
 RESYNC_LOCK_CLASS = 0x64627372   # advisory lock class of one table's resync (objid = table OID)
+
+
+def lock_key(oid: int) -> int:
+    """The advisory lock of one table's resync."""
+    return (RESYNC_LOCK_CLASS << 32) | int(oid)
+
+
 AUTOVACUUM_YIELD_MS = 100        # deadlock_timeout of the merge transaction (see yield_autovacuum_sooner)
 
 _DDL = """
@@ -125,14 +133,16 @@ def ensure_schema(conn: psycopg.Connection) -> None:
     """Create the state tables and the trigger function (idempotent, safe against concurrent callers)."""
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (_DDL_LOCK,))
-        exists = conn.execute(
-            "SELECT to_regclass('_dbsplit.sync_state') IS NOT NULL AND to_regclass('_dbsplit.target_changes') IS NOT NULL"
-            " AND to_regprocedure('_dbsplit.record_target_change()') IS NOT NULL").fetchone()[0]
+        exists = scalar(conn, (
+            "SELECT to_regclass('_dbsplit.sync_state') IS NOT NULL AND to_regclass('_dbsplit.target_changes')"
+            " IS NOT NULL"
+            " AND to_regprocedure('_dbsplit.record_target_change()') IS NOT NULL"))
         if not exists:
             conn.execute(_DDL)
-        elif not conn.execute("SELECT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = '_dbsplit.sync_state'::regclass"
-                              " AND attname = 'last_verified' AND NOT attisdropped)").fetchone()[0]:
-            conn.execute("ALTER TABLE _dbsplit.sync_state ADD COLUMN last_verified bigint")   # state of an older dbsplit
+        elif not scalar(conn, "SELECT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = '_dbsplit.sync_state'"
+                        "::regclass AND attname = 'last_verified' AND NOT attisdropped)"):
+            # state of an older dbsplit
+            conn.execute("ALTER TABLE _dbsplit.sync_state ADD COLUMN last_verified bigint")
 
 
 def key_table_name(target_schema: str, target_table: str) -> str:
@@ -154,20 +164,22 @@ def key_table_ident(name: str) -> sql.Identifier:
 
 
 def table_oid(conn: psycopg.Connection, schema: str, table: str) -> int | None:
-    row = conn.execute("SELECT to_regclass(%s)::oid::bigint", (sql.Identifier(schema, table).as_string(conn),)).fetchone()
+    row = conn.execute("SELECT to_regclass(%s)::oid::bigint",
+                       (sql.Identifier(schema, table).as_string(conn),)).fetchone()
     return row[0] if row else None
 
 
 def load(conn: psycopg.Connection, target_table: str) -> SyncState | None:
     row = conn.execute(
-        "SELECT target_table, table_oid::bigint, key_mode, key_table, keys_ready, root_bounds, key_hash, watermark_column,"
+        "SELECT target_table, table_oid::bigint, key_mode, key_table, keys_ready, root_bounds, key_hash,"
+        " watermark_column,"
         " watermark, runs FROM _dbsplit.sync_state WHERE target_table = %s", (target_table,)).fetchone()
     return SyncState(*row) if row else None
 
 
 def triggers_present(conn: psycopg.Connection, oid: int) -> bool:
-    n = conn.execute("SELECT count(*) FROM pg_trigger WHERE tgrelid = %s::oid AND tgname LIKE %s AND tgenabled <> 'D'",
-                     (oid, TRIGGER_PREFIX + "%")).fetchone()[0]
+    n = scalar(conn, "SELECT count(*) FROM pg_trigger WHERE tgrelid = %s::oid AND tgname LIKE %s AND tgenabled <> 'D'",
+               (oid, TRIGGER_PREFIX + "%"))
     return n == 4
 
 
@@ -195,7 +207,7 @@ def yield_autovacuum_sooner(conn: psycopg.Connection) -> bool:
     for; the server cancels it when the waiter's deadlock check runs, after deadlock_timeout (1 s by
     default, paid by a resync right after a load or a busy day). False, nothing changed, when the
     session's role may not set it (a superuser's setting, or GRANT SET ON PARAMETER deadlock_timeout)."""
-    current = conn.execute("SELECT setting::int FROM pg_settings WHERE name = 'deadlock_timeout'").fetchone()[0]
+    current = scalar(conn, "SELECT setting::int FROM pg_settings WHERE name = 'deadlock_timeout'")
     if current <= AUTOVACUUM_YIELD_MS:
         return True
     try:
@@ -259,16 +271,18 @@ def mark_cut_over(conn: psycopg.Connection, target_tables: Sequence[str], run_id
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (_DDL_LOCK,))
         conn.execute("CREATE SCHEMA IF NOT EXISTS _dbsplit")
-        conn.execute("CREATE TABLE IF NOT EXISTS _dbsplit.cut_over (target_table text PRIMARY KEY, run_id text NOT NULL,"
+        conn.execute("CREATE TABLE IF NOT EXISTS _dbsplit.cut_over (target_table text PRIMARY KEY, run_id text"
+                     " NOT NULL,"
                      " cut_over_at timestamptz NOT NULL DEFAULT now())")
         for name in target_tables:
-            conn.execute("INSERT INTO _dbsplit.cut_over (target_table, run_id) VALUES (%s, %s) ON CONFLICT (target_table)"
+            conn.execute("INSERT INTO _dbsplit.cut_over (target_table, run_id) VALUES (%s, %s) ON CONFLICT"
+                         " (target_table)"
                          " DO UPDATE SET run_id = EXCLUDED.run_id, cut_over_at = now()", (name, run_id))
 
 
 def unmark_cut_over(conn: psycopg.Connection, run_id: str) -> list[str]:
     """Undo mark_cut_over of one run (its rollback): the tables it recorded, no longer recorded."""
-    if conn.execute("SELECT to_regclass('_dbsplit.cut_over') IS NULL").fetchone()[0]:
+    if scalar(conn, "SELECT to_regclass('_dbsplit.cut_over') IS NULL"):
         return []
     return [r[0] for r in conn.execute("DELETE FROM _dbsplit.cut_over WHERE run_id = %s RETURNING target_table",
                                        (run_id,))]
@@ -276,7 +290,7 @@ def unmark_cut_over(conn: psycopg.Connection, run_id: str) -> list[str]:
 
 def cut_over(conn: psycopg.Connection, target_tables: Sequence[str]) -> dict[str, tuple[str, str]]:
     """{table: (run id, time)} of those tables a cut-over made the system of record."""
-    if conn.execute("SELECT to_regclass('_dbsplit.cut_over') IS NULL").fetchone()[0]:
+    if scalar(conn, "SELECT to_regclass('_dbsplit.cut_over') IS NULL"):
         return {}
     rows = conn.execute("SELECT target_table, run_id, cut_over_at::text FROM _dbsplit.cut_over"
                         " WHERE target_table = ANY(%s)", (list(target_tables),)).fetchall()
@@ -300,7 +314,7 @@ def refuse_cut_over(conn: psycopg.Connection, target_tables: Sequence[str], harm
 
 
 def record_run(conn: psycopg.Connection, target_table: str, *, watermark: str | None, run_id: str, upserted: int,
-               deleted: int, conflicts: list[str], skipped: int, rejected: int, verified: int, seconds: float,
+               deleted: int, conflicts: list[str], skipped: int, rejected: int, verified: int | None, seconds: float,
                key_hash: str, root_bounds: list[list[str]] | None | bool) -> None:
     """Inside the merge transaction: the run's outcome. root_bounds False keeps the cached bounds."""
     bounds_sql = "root_bounds" if root_bounds is False else "%(bounds)s::jsonb"
