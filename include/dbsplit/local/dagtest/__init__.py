@@ -2,6 +2,6 @@
 
 settings (the child's Airflow environment), results (what comes back), capture (task errors and log
 tails), metadata (database, parse and sync), dagrun (one dag.test() run), pump (triggered runs),
-child (the child process). Only child, pump, metadata and dagrun import Airflow, and only inside
-functions: importing any module here costs no Airflow import.
+child (the child process). Airflow is imported only inside the functions that the child and the pump
+run: importing any module here imports no Airflow.
 """
