@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from dbsplit.local.airflow_local import LocalRunReport, _child_environment, airflow_env, run_local
+from dbsplit.local.airflow_local import LocalRunReport, airflow_env, run_local
+from dbsplit.local.dagtest.settings import child_environment as _child_environment
 
 TOY_DAGS = Path(__file__).parent / "toy_dags"
 TOY_HOST = "toy.example.invalid"
@@ -171,7 +172,8 @@ def test_importing_the_module_does_not_import_airflow() -> None:
 def test_tee_keeps_the_running_tasks_lines_for_the_fallback_message() -> None:
     import io
 
-    from dbsplit.local.airflow_local import _log_tail, _TeeStdout
+    from dbsplit.local.dagtest.capture import TeeStdout as _TeeStdout
+    from dbsplit.local.dagtest.capture import log_tail as _log_tail
 
     out = io.StringIO()
     tee = _TeeStdout(out)

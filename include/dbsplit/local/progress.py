@@ -133,8 +133,8 @@ class Tracker:
             self.view.service_end(m.group(1), m.group(2), m.group(3))
         elif (m := _NEW_LOAD.search(line)) or (m := _RESUMED.search(line)):
             chunks, done = (int(m.group(3)), 0) if m.re is _NEW_LOAD else (int(m.group(4)), int(m.group(3)))
-            self.tables[m.group(2)] = t = TableProgress(self.service, m.group(2), chunks, done)
-            self.view.table(t)
+            self.tables[m.group(2)] = new = TableProgress(self.service, m.group(2), chunks, done)
+            self.view.table(new)
         elif (m := _LOADED.search(line)) and (t := self.tables.get(m.group(1))):
             t.done, t.rows, t.loaded_at = t.done + 1, t.rows + int(m.group(4)), time.monotonic()
             self.view.table(t)

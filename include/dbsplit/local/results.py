@@ -13,10 +13,10 @@ from typing import Any, TextIO
 import psycopg
 from psycopg import sql
 
-from dbsplit.pg import state
-from dbsplit.model.evidence import check_status
 from dbsplit.airflow.specs import ServiceDagSpec
 from dbsplit.engine.verify.references import REFERENCES
+from dbsplit.model.evidence import check_status
+from dbsplit.pg import state
 
 
 @dataclass(frozen=True)

@@ -17,11 +17,11 @@ from typing import TextIO
 
 import psycopg
 
-from dbsplit.pg.conn import airflow_conn_env, with_dbname
+from dbsplit.airflow.specs import migrate_dag_id, service_specs
 from dbsplit.errors import DbsplitError
 from dbsplit.local.env import PROJECT_ROOT, dbsplit_home
+from dbsplit.pg.conn import airflow_conn_env, with_dbname
 from dbsplit.plan import Plan, load_plan
-from dbsplit.airflow.specs import migrate_dag_id, service_specs
 
 ORCHESTRATOR = "dbsplit_orchestrator"
 
@@ -63,8 +63,8 @@ def check_source(plan: Plan, conninfo: str) -> None:
 def catalog_edges(plan: Plan, conninfo: str) -> list[tuple[str, str]]:
     """(service, the service it follows) for each foreign key of the source between two services' tables."""
     from dbsplit.pg.conn import connect_source
-    from dbsplit.plan.fkedges import catalog_edges as fk_edges
     from dbsplit.pg.source_catalog import SourceCatalog
+    from dbsplit.plan.fkedges import catalog_edges as fk_edges
 
     with connect_source(conninfo, connect_timeout=10) as conn:
         return [e.edge for e in fk_edges(plan, SourceCatalog(conn))]
@@ -135,8 +135,8 @@ def run_plan(plan_path: Path, services: list[str] | None = None, orchestrator: b
 def _report(plan: Plan, plan_path: Path, names: list[str], conninfos: dict[str, str], results: list,
             log: Path, failed_runner: str | None, out: TextIO) -> int:
     """Failed tasks, the result table, where the evidence and the logs are; the exit code."""
-    from dbsplit.model.evidence import reports_dir
     from dbsplit.local.results import print_results, table_results
+    from dbsplit.model.evidence import reports_dir
 
     runs = [t for r in results for t in [r, *r.triggered]]
     for r in runs:

@@ -2,8 +2,9 @@
 
 A sample is three SQL scripts run in one transaction: schema.sql (tables), generate.sql (data, made
 server-side with generate_series from the counts in the settings dbsplit.<table>, with the helpers of
-include/examples/generate_helpers.sql run just before it) and constraints.sql (foreign keys and indexes). The data depends only on the requested row count, so the same count gives
-the same bytes on any server and PostgreSQL version.
+include/examples/generate_helpers.sql run just before it) and constraints.sql (foreign keys and indexes).
+The data depends only on the requested row count, so the same count gives the same bytes on any server
+and PostgreSQL version.
 
 The size distribution of a sample (rows per table for a requested total) is JOBBOARD below for
 jobboard, and the sizes.yaml next to the SQL scripts for every other example. A table is named
@@ -230,7 +231,8 @@ def _table_exists(conn: psycopg.Connection, table: str) -> bool:
     return bool(_scalar(conn, "SELECT to_regclass(%s) IS NOT NULL", (name,)))
 
 
-def _scalar(conn: psycopg.Connection, query: LiteralString | sql.Composable, params: tuple[object, ...] = ()) -> object:
+def _scalar(conn: psycopg.Connection, query: LiteralString | sql.SQL | sql.Composed,
+            params: tuple[object, ...] = ()) -> object:
     """The first column of the first row, or None."""
     row = conn.execute(query, params or None).fetchone()
     return row[0] if row else None

@@ -152,7 +152,7 @@ class TableReport:
         check = self.check(CHECKSUM)
         if check is None:
             return None
-        observed = check.get("observed") if isinstance(check.get("observed"), dict) else {}
+        observed: dict[str, Any] = check["observed"] if isinstance(check.get("observed"), dict) else {}
         mismatched = observed.get("mismatched_chunks") or []
         differing = observed.get("differing_keys") or {}
         return {
