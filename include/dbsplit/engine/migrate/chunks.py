@@ -14,8 +14,8 @@ from typing import Any, Sequence
 import psycopg
 from psycopg import sql
 
-from dbsplit.engine.migrate.stages import one_row
 from dbsplit.model.sql_fragments import filter_sql
+from dbsplit.pg.rows import one_row
 
 INTEGER_TYPES = {"smallint", "integer", "bigint"}
 
@@ -62,7 +62,7 @@ def plan_chunks(conn: psycopg.Connection, schema: str, table: str, key: Sequence
     if len(key) == 1 and key_types[0] in INTEGER_TYPES:
         k = sql.Identifier(key[0])
         query = sql.SQL("SELECT min({k}), max({k}), count(*) {src}").format(k=k, src=src)
-        lo, hi, n = one_row(conn.execute(query).fetchone())
+        lo, hi, n = one_row(conn.execute(query))
         if n <= chunk_rows:
             return [Chunk(0, 1, "all", None, None)]
         density = n / (hi - lo + 1)
@@ -89,7 +89,7 @@ def _ctid_chunks(conn: psycopg.Connection, schema: str, table: str, chunk_rows: 
     pages, tuples = one_row(conn.execute(
         "SELECT pg_relation_size(c.oid) / current_setting('block_size')::int, greatest(c.reltuples, 0) "
         "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relname = %s",
-        (schema, table)).fetchone())
+        (schema, table)))
     if pages <= 1 or tuples <= chunk_rows:
         return [Chunk(0, 1, "all", None, None)]
     per_page = max(tuples / pages, 1)

@@ -57,7 +57,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import psycopg
 import pyarrow as pa
@@ -119,9 +118,3 @@ def key_text(data: pa.Table, raw: dict[str, str], key: Sequence[str]) -> pa.Arra
     return pc.binary_join_element_wise(*cols, ",", null_handling="replace", null_replacement="")
 
 
-
-def one_row(row: tuple[Any, ...] | None) -> tuple[Any, ...]:
-    """The row of a query that always returns one (an aggregate, a SELECT without FROM)."""
-    if row is None:
-        raise RuntimeError("a query that returns one row returned none")
-    return row

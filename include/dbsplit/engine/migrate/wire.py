@@ -25,9 +25,9 @@ import pyarrow.compute as pc
 from psycopg import sql
 
 from dbsplit.engine.migrate import arrow_io
-from dbsplit.engine.migrate.stages import one_row
 from dbsplit.model import bigvalues
 from dbsplit.pg.copy import joined_messages
+from dbsplit.pg.rows import one_row
 
 FIRST_NORMAL_OID = 16384   # OIDs below are built in: the same in every database of every server version
 
@@ -178,7 +178,7 @@ def wire_types(conn: psycopg.Connection, type_oids: Iterable[int]) -> dict[int, 
 def type_oid(conn: psycopg.Connection, type_sql: str) -> int:
     """OID of a type given as SQL text (in the connection's database)."""
     query = sql.SQL("SELECT {}::regtype::oid::int").format(sql.Literal(type_sql))
-    return int(one_row(conn.execute(query).fetchone())[0])
+    return int(one_row(conn.execute(query))[0])
 
 
 # --------------------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ from psycopg import sql
 
 from dbsplit.engine.migrate import arrow_io
 from dbsplit.model.resolved import ResolvedTable
+from dbsplit.pg.rows import one_row
 
 MERGE_RETURNING_VERSION = 170000   # MERGE ... RETURNING merge_action()
 # key texts and fingerprints are made under these settings on both sides (timestamptz text depends on TimeZone)
@@ -28,9 +29,7 @@ def target_session(conn: psycopg.Connection) -> None:
 
 def scalar(conn: psycopg.Connection, query: str | sql.SQL | sql.Composed, params: Any = None) -> Any:
     """The first column of the one row query returns."""
-    row = conn.execute(query, params).fetchone()
-    assert row is not None, "the query returns one row"
-    return row[0]
+    return one_row(conn.execute(query, params))[0]
 
 
 def ident(cols: Sequence[str], alias: str | None = None) -> list[sql.Identifier]:

@@ -22,8 +22,8 @@ import psycopg
 from psycopg import sql
 
 from dbsplit.engine.migrate.chunks import Chunk, chunk_where
-from dbsplit.engine.migrate.stages import one_row
 from dbsplit.model import row_text
+from dbsplit.pg.rows import one_row
 
 
 @dataclass(frozen=True)
@@ -98,7 +98,7 @@ def chunk_checksum(conn: psycopg.Connection, relation: sql.Composable, exprs: Se
         fp=fingerprint(exprs, method), rel=relation)
     if where is not None:
         query = sql.SQL("{} WHERE {}").format(query, where)
-    rows, total = one_row(conn.execute(query).fetchone())
+    rows, total = one_row(conn.execute(query))
     return Checksum(rows, total)
 
 
@@ -164,9 +164,9 @@ def session_settings(conn: psycopg.Connection, money: bool = False) -> dict[str,
 
 def current_settings(conn: psycopg.Connection, names: Sequence[str]) -> dict[str, str]:
     """The values in force in conn's session of these settings."""
-    row = conn.execute(sql.SQL("SELECT {}").format(sql.SQL(", ").join(
-        sql.SQL("current_setting({})").format(sql.Literal(n)) for n in names))).fetchone()
-    return dict(zip(names, one_row(row), strict=True))
+    row = one_row(conn.execute(sql.SQL("SELECT {}").format(sql.SQL(", ").join(
+        sql.SQL("current_setting({})").format(sql.Literal(n)) for n in names))))
+    return dict(zip(names, row, strict=True))
 
 
 def set_local(conn: psycopg.Connection, settings: dict[str, str]) -> None:
