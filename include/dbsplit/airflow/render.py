@@ -19,6 +19,7 @@ from dbsplit.airflow.specs import ServiceDagSpec
 from dbsplit.airflow.tasks import ALL_DONE, START_DATE, chunk_rows_form_param, chunk_rows_param, label
 from dbsplit.airflow.tasks import run_task as _run
 from dbsplit.airflow.trigger import TriggerService as _TriggerService
+from dbsplit.engine.payloads import ServiceRef, TableRef
 
 __all__ = ["_TriggerService", "_run", "render_end_dual_write", "render_orchestrator", "render_unfreeze"]   # re-exported
 
@@ -124,12 +125,11 @@ def _finish(service: dict[str, Any], run_id: str | None = None) -> None:
 
 
 def service_descriptor(spec: ServiceDagSpec) -> dict[str, Any]:
-    """The JSON-able service description every task receives."""
-    return {
-        "dag_id": spec.dag_id, "service": spec.service, "plan": spec.plan_name, "plan_path": spec.plan_path,
-        "source_conn_id": spec.source_conn_id, "target_conn_id": spec.target_conn_id,
-        "tables": [t.as_dict() for t in spec.tables],
-    }
+    """The service every task receives: a ServiceRef (engine/payloads.py) in its JSON form, which the DAG's
+    task arguments carry."""
+    return ServiceRef(dag_id=spec.dag_id, service=spec.service, plan=spec.plan_name, plan_path=spec.plan_path,
+                      source_conn_id=spec.source_conn_id, target_conn_id=spec.target_conn_id,
+                      tables=[TableRef(**t.as_dict()) for t in spec.tables]).dump()
 
 
 def _chunk_pipeline(service: dict[str, Any], selector: str | None) -> tuple[Any, Any]:

@@ -25,6 +25,7 @@ from dbsplit.engine import service_load as sl
 from dbsplit.engine import staged_checks as checks
 from dbsplit.engine.migrate import load_errors
 from dbsplit.engine.migrate.chunks import Chunk, chunk_where
+from dbsplit.engine.payloads import ChunkTask, LoadedChunk, ServiceRef, StagedChunk
 from dbsplit.engine.staged_checks import CHECKSUM, INDEXES, REJECTS, suite_path, table_suites
 from dbsplit.engine.verify import checksums
 from dbsplit.errors import DataCheckFailed, RejectLimitExceeded
@@ -36,157 +37,163 @@ __all__ = ["CHECKSUM", "INDEXES", "REJECTS", "mask_salt", "suite_path", "table_s
 
 log = logging.getLogger(__name__)
 
+Json = dict[str, Any]
+Service = ServiceRef | Json   # a task receives the JSON form (the DAG's argument); tests may pass either
 
-def prepare_target(service: dict[str, Any]) -> dict[str, Any]:
+
+def prepare_target(service: Service) -> Json:
     """Create the target database and state schema; refuse live tables that dbsplit did not create."""
-    target = conn.resolve(service["target_conn_id"])
+    svc = ServiceRef.of(service)
+    target = conn.resolve(svc.target_conn_id)
     created_db = provision.ensure_database(target)
     with psycopg.connect(target) as tgt, tgt.transaction():
         state.ensure_state_schema(tgt)
-        for t in service["tables"]:
-            staging.check_managed(tgt, t["target_schema"], t["target_table"])
-        sl.refuse_cut_over(tgt, [f"{t['target_schema']}.{t['target_table']}" for t in service["tables"]])
-    log.info("target %s ready (database %s)", service["target_conn_id"], "created" if created_db else "existed")
+        for t in svc.tables:
+            staging.check_managed(tgt, t.target_schema, t.target_table)
+        sl.refuse_cut_over(tgt, [t.name for t in svc.tables])
+    log.info("target %s ready (database %s)", svc.target_conn_id, "created" if created_db else "existed")
     return {"database_created": created_db}
 
 
-def _resolved(service: dict[str, Any], src: psycopg.Connection) -> list[ResolvedTable]:
-    return resolve.resolve_service(_plan(service["plan_path"]), service["service"], src)
+def _resolved(svc: ServiceRef, src: psycopg.Connection) -> list[ResolvedTable]:
+    return resolve.resolve_service(_plan(svc.plan_path), svc.service, src)
 
 
-def _selected(service: dict[str, Any], tables: list[ResolvedTable], selector: str | None) -> list[ResolvedTable]:
+def _selected(svc: ServiceRef, tables: list[ResolvedTable], selector: str | None) -> list[ResolvedTable]:
     """The table a static task group stands for, or (selector None) every table of whole-schema routes."""
     if selector is not None:
         return [t for t in tables if t.target_table == selector]
-    static = {t["target_table"] for t in service["tables"]}
+    static = {t.target_table for t in svc.tables}
     return [t for t in tables if t.target_table not in static]
 
 
-def plan_chunks(service: dict[str, Any], selector: str | None, run_id: str,
-                chunk_rows: int | None = None) -> list[dict[str, Any]]:
+def plan_chunks(service: Service, selector: str | None, run_id: str, chunk_rows: int | None = None) -> list[Json]:
     """Chunks of the selected table(s): those of an unfinished load (resume), or a new plan over fresh staging.
     chunk_rows: the run's override of the plan's chunk size (the DAG's `chunk_rows` parameter), if any."""
-    out: list[dict[str, Any]] = []
-    with copy.source_connection(conn.resolve(service["source_conn_id"])) as src, src.transaction():
-        tables = _selected(service, _resolved(service, src), selector)
+    svc = ServiceRef.of(service)
+    out: list[ChunkTask] = []
+    with copy.source_connection(conn.resolve(svc.source_conn_id)) as src, src.transaction():
+        tables = _selected(svc, _resolved(svc, src), selector)
         if chunk_rows:
             tables = [dataclasses.replace(t, chunk_rows=chunk_rows) for t in tables]
-        with psycopg.connect(conn.resolve(service["target_conn_id"])) as tgt:
+        with psycopg.connect(conn.resolve(svc.target_conn_id)) as tgt:
             for rt in tables:
                 with tgt.transaction():
-                    out += sl.table_chunks(src, tgt, rt, run_id)
-    return out
+                    out += [ChunkTask.of(c) for c in sl.table_chunks(src, tgt, rt, run_id)]
+    return [c.dump() for c in out]
 
 
-def extract(service: dict[str, Any], chunk: dict[str, Any], run_id: str) -> dict[str, Any]:
+def extract(service: Service, chunk: Json, run_id: str) -> Json:
     """Copy one chunk of the source into a staging file, in one read-only snapshot.
 
     Pass-through tables are copied as raw binary COPY and checksummed by a second session on the
     exported snapshot, in parallel with the COPY; other tables take the transformed path.
     """
-    out = {"chunk": chunk, "label": chunk["label"]}
-    if chunk["done"]:
-        log.info("%s: loaded by an earlier run, skipped", out["label"])
-        return out | {"skipped": True}
-    rt = ResolvedTable.from_dict(chunk["table"])
-    path = staging_file(service["dag_id"], run_id, f"{service['service']}/{safe(rt.target_table)}",
-                        f"chunk-{chunk['index']:05d}.extract")
-    source = conn.resolve(service["source_conn_id"])
+    svc, task = ServiceRef.of(service), ChunkTask.of(chunk)
+    if task.done:
+        log.info("%s: loaded by an earlier run, skipped", task.label)
+        return StagedChunk(chunk=task, label=task.label, skipped=True).dump()
+    rt = task.resolved()
+    path = staging_file(svc.dag_id, run_id, f"{svc.service}/{safe(rt.target_table)}", f"chunk-{task.index:05d}.extract")
+    source = conn.resolve(svc.source_conn_id)
     if rt.passthrough:
-        method = chunk.get("checksum_method", checksums.MD5)
-        return out | sl.extract_passthrough(source, rt, Chunk.from_dict(chunk), method, path, out["label"])
+        done = sl.extract_passthrough(source, rt, task.chunk(), task.checksum_method or checksums.MD5, path, task.label)
+        return StagedChunk(chunk=task, label=task.label, **done).dump()
     from dbsplit.engine.migrate import transform as tx
 
     with copy.source_connection(source) as src, src.transaction():
-        stats = tx.extract_chunk(src, rt, chunk_where(Chunk.from_dict(chunk), rt.source_key), path)
-    log.info("extracted %s: %d rows in %.2f s", out["label"], stats.rows, stats.seconds)
-    return out | {"skipped": False, "path": str(path), "rows": stats.rows,
-                  "source_rows": getattr(stats, "source_rows", None) or stats.rows}
+        stats = tx.extract_chunk(src, rt, chunk_where(task.chunk(), rt.source_key), path)
+    log.info("extracted %s: %d rows in %.2f s", task.label, stats.rows, stats.seconds)
+    return StagedChunk(chunk=task, label=task.label, skipped=False, path=str(path), rows=stats.rows,
+                       source_rows=getattr(stats, "source_rows", None) or stats.rows).dump()
 
 
-def transform(service: dict[str, Any], extracted: dict[str, Any], run_id: str) -> dict[str, Any]:
+def transform(service: Service, extracted: Json, run_id: str) -> Json:
     """Apply the plan's column transforms; pass-through tables go on undecoded."""
-    if extracted["skipped"]:
-        return extracted
-    rt = ResolvedTable.from_dict(extracted["chunk"]["table"])
+    svc, staged = ServiceRef.of(service), StagedChunk.of(extracted)
+    if staged.skipped:
+        return staged.dump()
+    rt = staged.chunk.resolved()
     if rt.passthrough:
-        log.info("%s: no transforms; pass-through (%d rows)", extracted["label"], extracted["rows"])
-        return extracted
+        log.info("%s: no transforms; pass-through (%d rows)", staged.label, staged.rows)
+        return staged.dump()
     from dbsplit.engine.migrate import transform as tx
 
-    chunk = extracted["chunk"]
-    dst = staging_file(service["dag_id"], run_id, f"{service['service']}/{safe(rt.target_table)}",
-                       f"chunk-{chunk['index']:05d}.load")
-    plan = _plan(service["plan_path"])
-    stats = tx.transform_chunk(open_path(extracted["path"]), dst, rt, plan.namespace_uuid, mask_salt(plan))
-    open_path(extracted["path"]).unlink()
-    log.info("transformed %s: %d rows in %.2f s", extracted["label"], stats.rows, stats.seconds)
-    return extracted | {"path": str(dst), "rows": stats.rows, "source_checksum": getattr(stats, "checksum", None)}
+    assert staged.path is not None, "an extracted chunk has a staging file"
+    dst = staging_file(svc.dag_id, run_id, f"{svc.service}/{safe(rt.target_table)}",
+                       f"chunk-{staged.chunk.index:05d}.load")
+    plan = _plan(svc.plan_path)
+    stats = tx.transform_chunk(open_path(staged.path), dst, rt, plan.namespace_uuid, mask_salt(plan))
+    open_path(staged.path).unlink()
+    log.info("transformed %s: %d rows in %.2f s", staged.label, stats.rows, stats.seconds)
+    return staged.model_copy(update={"path": str(dst), "rows": stats.rows,
+                                     "source_checksum": getattr(stats, "checksum", None)}).dump()
 
 
-def load(service: dict[str, Any], transformed: dict[str, Any], run_id: str) -> dict[str, Any]:
+def load(service: Service, transformed: Json, run_id: str) -> Json:
     """Load one chunk into the staging table; the chunk's rows and its claim commit together (exactly once)."""
-    chunk = transformed["chunk"]
-    if transformed["skipped"]:
-        return {"label": transformed["label"], "skipped": True, "rows": 0}
-    rt = ResolvedTable.from_dict(chunk["table"])
-    path = open_path(transformed["path"])
+    svc, staged = ServiceRef.of(service), StagedChunk.of(transformed)
+    task, label = staged.chunk, staged.label
+    if staged.skipped:
+        return LoadedChunk(label=label, skipped=True, rows=0).dump()
+    assert staged.path is not None and staged.rows is not None, "an extracted chunk has a staging file"
+    rt = task.resolved()
+    path = open_path(staged.path)
     stg = staging.side_name(rt.target_schema, rt.target_table)
-    with psycopg.connect(conn.resolve(service["target_conn_id"])) as tgt, tgt.transaction():
-        source_rows = transformed.get("source_rows", transformed["rows"])
-        if not state.claim_chunk(tgt, chunk["load_id"], chunk["index"], source_rows, transformed.get("source_checksum"),
-                                 run_id):
-            log.info("%s: already loaded (a concurrent or earlier attempt), skipped", transformed["label"])
-            return {"label": transformed["label"], "skipped": True, "rows": 0}
+    with psycopg.connect(conn.resolve(svc.target_conn_id)) as tgt, tgt.transaction():
+        source_rows = staged.source_rows if staged.source_rows is not None else staged.rows
+        if not state.claim_chunk(tgt, task.load_id, task.index, source_rows, staged.source_checksum, run_id):
+            log.info("%s: already loaded (a concurrent or earlier attempt), skipped", label)
+            return LoadedChunk(label=label, skipped=True, rows=0).dump()
         try:
             rows, size, seconds, rejects = sl.copy_into_staging(tgt, rt, stg, path)
         except psycopg.Error as exc:   # a row the target refuses for good fails the task without a retry
-            refused = load_errors.refused(exc, transformed["label"])
+            refused = load_errors.refused(exc, label)
             if refused is None:
                 raise
             raise refused from exc
         except RejectLimitExceeded as exc:
             # this chunk alone rejects more rows than the table may: its checkpoint fails whatever the
             # other rows do, so isolating each further reject (a COPY retry each) is not worth hours
-            log.warning("%s: %s; isolation stopped there and the chunk's rows were not loaded",
-                        transformed["label"], exc)
+            log.warning("%s: %s; isolation stopped there and the chunk's rows were not loaded", label, exc)
             rows, size, seconds, rejects = 0, 0, 0.0, list(exc.rejects)
-        state.complete_chunk(tgt, chunk["load_id"], chunk["index"], rows, size, seconds)
-        state.record_rejects(tgt, chunk["load_id"], chunk["index"], rejects)
+        state.complete_chunk(tgt, task.load_id, task.index, rows, size, seconds)
+        state.record_rejects(tgt, task.load_id, task.index, rejects)
         sl.fault_point(f"load:{rt.target_table}:{sl.count_load(rt.target_table)}")
-    log.info("loaded %s: %d rows (%d rejected) in %.2f s (%.0f rows/s)", transformed["label"], rows, len(rejects),
+    log.info("loaded %s: %d rows (%d rejected) in %.2f s (%.0f rows/s)", label, rows, len(rejects),
              seconds, rows / seconds if seconds else 0)
     path.unlink()
-    return {"label": transformed["label"], "skipped": False, "rows": rows, "rejects": len(rejects)}
+    return LoadedChunk(label=label, skipped=False, rows=rows, rejects=len(rejects)).dump()
 
 
-def validate(service: dict[str, Any], selector: str, run_id: str) -> dict[str, Any]:
+def validate(service: Service, selector: str, run_id: str) -> Json:
     """Check one staged table against what was extracted, record the evidence, raise DataCheckFailed on failure."""
+    svc = ServiceRef.of(service)
     from dbsplit.engine.verify.gx_checks import ROW_COUNT, validate_table
 
-    source, target = conn.resolve(service["source_conn_id"]), conn.resolve(service["target_conn_id"])
+    source, target = conn.resolve(svc.source_conn_id), conn.resolve(svc.target_conn_id)
     with copy.source_connection(source) as src, src.transaction():
-        [rt] = _selected(service, _resolved(service, src), selector)
+        [rt] = _selected(svc, _resolved(svc, src), selector)
     name = f"{rt.target_schema}.{rt.target_table}"
     load_id, chunk_plan, source_rows, load_seconds, rejects = _finished_load(target, name)
     stg_name = staging.side_name(rt.target_schema, rt.target_table)
     index_outcomes = checks.build_indexes(target, rt)
     with ThreadPoolExecutor(1) as pool:   # the checksum scan and GX's queries run side by side
         checksum = pool.submit(checks.checksum_outcome, source, target, rt, load_id, chunk_plan,
-                               _rows_of(service, source, rt))
+                               _rows_of(svc, source, rt))
         result = validate_table(target, staging.STAGING, stg_name, expected_rows=source_rows - rejects,
                                 key_columns=list(rt.key), not_null_columns=[m.target for m in rt.columns if m.not_null])
         outcomes = index_outcomes + [o.__dict__ for o in result.outcomes]
         outcomes += [checksum.result(), checks.rejects_outcome(rt, rejects)]
-    plan = _plan(service["plan_path"])
+    plan = _plan(svc.plan_path)
     outcomes += checks.reference_outcomes(rt, target, lambda s: conninfo_if_defined(plan.services[s].target.conn_id))
-    suite_outcomes, data_docs = checks.suite_outcomes(rt, target, stg_name, service["plan_path"], service["dag_id"],
+    suite_outcomes, data_docs = checks.suite_outcomes(rt, target, stg_name, svc.plan_path, svc.dag_id,
                                                       run_id)
     outcomes += suite_outcomes
     success = all(o["success"] is not False for o in outcomes)   # None: not checked, neither passed nor failed
     rows_check = next((o for o in result.outcomes if o.expectation == ROW_COUNT), None)
     ev = state.Evidence(
-        dag_id=service["dag_id"], run_id=run_id, service=service["service"],
+        dag_id=svc.dag_id, run_id=run_id, service=svc.service,
         source_table=f"{rt.source_schema}.{rt.source_table}", target_table=name, source_rows=source_rows,
         target_rows=rows_check.observed if rows_check else None, success=success, checks=outcomes,
         load_seconds=load_seconds,
@@ -212,11 +219,11 @@ def _finished_load(target: str, name: str) -> tuple[int, list[Chunk], int, float
     return load_id, [Chunk.from_dict(c) for c in chunk_plan], source_rows, load_seconds, rejects
 
 
-def _rows_of(service: dict[str, Any], source: str, rt: ResolvedTable) -> checks.RowsOf | None:
+def _rows_of(svc: ServiceRef, source: str, rt: ResolvedTable) -> checks.RowsOf | None:
     """For a transformed table: its chunks' rows as made now; the salt is looked up only if a chunk needs it."""
     if rt.passthrough:
         return None
-    plan = _plan(service["plan_path"])
+    plan = _plan(svc.plan_path)
     return checks.transformed_rows(source, rt, plan.namespace_uuid, lambda: mask_salt(plan))
 
 
@@ -231,24 +238,26 @@ def _record(target: str, ev: state.Evidence, load_id: int, rejects: int, data_do
         "data_docs": data_docs})
 
 
-def _service_tables(service: dict[str, Any]) -> list[ResolvedTable]:
-    with copy.source_connection(conn.resolve(service["source_conn_id"])) as src, src.transaction():
-        return _resolved(service, src)
+def _service_tables(svc: ServiceRef) -> list[ResolvedTable]:
+    with copy.source_connection(conn.resolve(svc.source_conn_id)) as src, src.transaction():
+        return _resolved(svc, src)
 
 
-def checkpoint(service: dict[str, Any], run_id: str) -> str:
+def checkpoint(service: Service, run_id: str) -> str:
     """The go/no-go decision from this run's evidence: "promote", "rollback" (a check failed) or "hold"."""
-    with psycopg.connect(conn.resolve(service["target_conn_id"])) as tgt:
+    svc = ServiceRef.of(service)
+    with psycopg.connect(conn.resolve(svc.target_conn_id)) as tgt:
         verdicts = {e.target_table: e.success for e in state.latest_evidence(tgt) if e.run_id == run_id}
-    tables = [f"{t.target_schema}.{t.target_table}" for t in _service_tables(service)]
+    tables = [f"{t.target_schema}.{t.target_table}" for t in _service_tables(svc)]
     return sl.checkpoint_decision(verdicts, tables)
 
 
-def promote(service: dict[str, Any]) -> dict[str, Any]:
+def promote(service: Service) -> Json:
     """Swap every staged table of the service into place, then its internal foreign keys, in one transaction."""
-    tables = _service_tables(service)
-    role = conn.service_role(service["target_conn_id"])
-    with psycopg.connect(conn.resolve(service["target_conn_id"])) as tgt, tgt.transaction():
+    svc = ServiceRef.of(service)
+    tables = _service_tables(svc)
+    role = conn.service_role(svc.target_conn_id)
+    with psycopg.connect(conn.resolve(svc.target_conn_id)) as tgt, tgt.transaction():
         for rt in tables:
             staging.promote(tgt, rt.target_schema, rt.target_table)
             sl.finish_open_load(tgt, f"{rt.target_schema}.{rt.target_table}", "promoted")
@@ -257,40 +266,41 @@ def promote(service: dict[str, Any]) -> dict[str, Any]:
             ddl.set_sequences_past_max(tgt, rt.target_schema, rt.target_table)
         if role is not None:   # in the promotion's transaction: no moment without the service's privileges
             access.grant_tables(tgt, role[0], [(rt.target_schema, rt.target_table) for rt in tables])
-    _track_changes(service, tables)
-    log.info("promoted %d table(s) of service %s", len(tables), service["service"])
+    _track_changes(svc, tables)
+    log.info("promoted %d table(s) of service %s", len(tables), svc.service)
     return {"promoted": [f"{t.target_schema}.{t.target_table}" for t in tables]}
 
 
-def _track_changes(service: dict[str, Any], tables: list[ResolvedTable]) -> None:
+def _track_changes(svc: ServiceRef, tables: list[ResolvedTable]) -> None:
     """Record writes made by others to freshly promoted tables that the resync will keep current."""
     from dbsplit.engine.resync.resync import install_change_tracking
 
-    target = conn.resolve(service["target_conn_id"])
+    target = conn.resolve(svc.target_conn_id)
     for rt in tables:
         if rt.watermark:
             install_change_tracking(target, rt)
 
 
-def resync(service: dict[str, Any], run_id: str) -> dict[str, Any]:
+def resync(service: Service, run_id: str) -> Json:
     """Bring the service's tables up to date with the source together (one source snapshot, one merge
     transaction, children deleted before parents and parents upserted before children, the foreign keys
     between them checked at commit): changed rows upserted, deleted rows removed, target-side writes
     reported as conflicts (or stopping the run, as the plan says); the changed rows of a table with a GX
     suite checked against its row-by-row expectations before anything is written. Returns each table's
     result."""
+    svc = ServiceRef.of(service)
     from dbsplit.engine.resync.resync import resync_service
 
-    plan = _plan(service["plan_path"])
-    tables = [t for t in _service_tables(service) if t.watermark]
+    plan = _plan(svc.plan_path)
+    tables = [t for t in _service_tables(svc) if t.watermark]
     if not tables:
-        log.info("service %s: no table has a watermark; nothing to resync", service["service"])
+        log.info("service %s: no table has a watermark; nothing to resync", svc.service)
         return {}
-    results = resync_service(conn.resolve(service["source_conn_id"]), conn.resolve(service["target_conn_id"]), tables,
+    results = resync_service(conn.resolve(svc.source_conn_id), conn.resolve(svc.target_conn_id), tables,
                              namespace=plan.namespace_uuid, salt=mask_salt(plan),
-                             on_conflict=plan.services[service["service"]].resync.on_conflict, run_id=run_id,
-                             suites=table_suites(service["plan_path"], tables))
-    conn.grant_service(conn.resolve(service["target_conn_id"]), service["target_conn_id"],
+                             on_conflict=plan.services[svc.service].resync.on_conflict, run_id=run_id,
+                             suites=table_suites(svc.plan_path, tables))
+    conn.grant_service(conn.resolve(svc.target_conn_id), svc.target_conn_id,
                          [(t.target_schema, t.target_table) for t in tables])
     for name, result in results.items():
         log.info("%s: %d upserted, %d deleted, %d conflicts in %.2f s (watermark %s -> %s)", name, result.upserted,
@@ -304,27 +314,29 @@ def resync(service: dict[str, Any], run_id: str) -> dict[str, Any]:
     return {name: {k: v for k, v in r.as_dict().items() if k not in ("steps",)} for name, r in results.items()}
 
 
-def rollback(service: dict[str, Any]) -> dict[str, Any]:
+def rollback(service: Service) -> Json:
     """Drop the service's staging tables; live tables stay exactly as they were."""
-    tables = _service_tables(service)
-    with psycopg.connect(conn.resolve(service["target_conn_id"])) as tgt, tgt.transaction():
+    svc = ServiceRef.of(service)
+    tables = _service_tables(svc)
+    with psycopg.connect(conn.resolve(svc.target_conn_id)) as tgt, tgt.transaction():
         for rt in tables:
             staging.drop_staging_table(tgt, rt.target_schema, rt.target_table)
             sl.finish_open_load(tgt, f"{rt.target_schema}.{rt.target_table}", "rolled_back")
-    log.warning("rolled back service %s: staging dropped, live tables untouched", service["service"])
+    log.warning("rolled back service %s: staging dropped, live tables untouched", svc.service)
     return {"rolled_back": [f"{t.target_schema}.{t.target_table}" for t in tables]}
 
 
-def finish(service: dict[str, Any], run_id: str) -> None:
+def finish(service: Service, run_id: str) -> None:
     """End the run: raise DataCheckFailed naming every failed check unless every table was validated."""
-    tables = [f"{t.target_schema}.{t.target_table}" for t in _service_tables(service)]
-    with psycopg.connect(conn.resolve(service["target_conn_id"])) as tgt:
+    svc = ServiceRef.of(service)
+    tables = [f"{t.target_schema}.{t.target_table}" for t in _service_tables(svc)]
+    with psycopg.connect(conn.resolve(svc.target_conn_id)) as tgt:
         evidence = {e.target_table: e for e in state.latest_evidence(tgt) if e.run_id == run_id}
     problems = sl.finish_problems(tables, evidence)
     if problems:
         raise DataCheckFailed("; ".join(problems))
 
 
-def table_names(chunks: list[dict[str, Any]]) -> list[str]:
+def table_names(chunks: list[Json]) -> list[str]:
     """The distinct target tables of a flat chunk list (the tables of whole-schema routes)."""
     return list(dict.fromkeys(c["table"]["target_table"] for c in chunks))
