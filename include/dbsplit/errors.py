@@ -1,4 +1,9 @@
-"""The one error hierarchy of dbsplit."""
+"""The one error hierarchy of dbsplit.
+
+Every class derives from DbsplitError; a task that raises one fails at once, without a retry (the
+Airflow task callables turn it into AirflowFailException): a retry would meet the same problem. Each
+class names one kind of failure, and its message names the phase and the fix.
+"""
 
 from __future__ import annotations
 
@@ -36,6 +41,23 @@ class SourceSchemaError(DbsplitError):
 
 class DataCheckFailed(DbsplitError):
     """A validation of migrated data failed; the message summarises every failed check."""
+
+
+CheckFailed = DataCheckFailed   # the short name the issue uses; DataCheckFailed stays what tests and callers catch
+
+
+class PreflightFailed(DbsplitError):
+    """The orchestrator's preflight found a problem before anything was changed (connections, versions,
+    source tables, disk space, unmanaged target tables); the message names every failed check."""
+
+
+class SuiteFileMissing(DbsplitError):
+    """A table's `expectations` file is not found above the plan file; the message names the path and the fix."""
+
+
+class RunRolledBack(DbsplitError):
+    """An orchestrator run failed and was rolled back; the message names the failed tasks, their reasons,
+    and what the rollback undid. Not a failed check: the rollback itself succeeded."""
 
 
 class RejectLimitExceeded(DbsplitError):

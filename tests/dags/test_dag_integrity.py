@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from dbsplit.airflow.dagfactory import DEFAULT_PLAN
-from dbsplit.plan import load_plan
 from dbsplit.airflow.specs import service_specs
+from dbsplit.plan import load_plan
 
 ROOT = Path(__file__).resolve().parents[2]
 DAGS = ROOT / "dags"

@@ -101,7 +101,7 @@ def test_a_row_the_target_refuses_fails_the_load_without_retry_and_names_the_fix
     [chunk] = runtime.plan_chunks(svc, "readings", "r1")
     transformed = runtime.transform(svc, runtime.extract(svc, chunk, "r1"), "r1")
     with pytest.raises(AirflowFailException) as failure:   # fails the task: no retry
-        _run("load", svc, transformed, "r1")
+        _run(runtime.load, svc, transformed, "r1")
     assert isinstance(failure.value.__cause__, LoadRefused)
     message = str(failure.value)
     assert "positive_check" in message and "A retry cannot fix this" in message, message

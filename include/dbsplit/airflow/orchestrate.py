@@ -17,13 +17,12 @@ from typing import Any
 import psycopg
 
 from dbsplit.airflow import connections as conn  # Airflow connections: resolve, service_role, grant_service
-from dbsplit.pg import provision, staging
-from dbsplit.pg.conn import dbname_of
-from dbsplit.errors import DataCheckFailed, DbsplitError
-from dbsplit.pg import copy
-from dbsplit.plan import Plan, load_plan
 from dbsplit.engine.resolve import resolve_service
+from dbsplit.errors import DataCheckFailed, DbsplitError, PreflightFailed, RunRolledBack
 from dbsplit.model.resolved import ResolvedTable
+from dbsplit.pg import copy, provision, staging
+from dbsplit.pg.conn import dbname_of
+from dbsplit.plan import Plan, load_plan
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +49,7 @@ def backups_dir() -> Path:
 
 
 def preflight(orch: dict[str, Any], services: list[str]) -> dict[str, Any]:
-    """Connections, versions, source tables, disk, unmanaged target tables; raise DataCheckFailed on any failure."""
+    """Connections, versions, source tables, disk, unmanaged target tables; raise PreflightFailed on any failure."""
     from dbsplit.engine.preflight import preflight as run_checks
 
     plan = _plan(orch)
@@ -63,7 +62,9 @@ def preflight(orch: dict[str, Any], services: list[str]) -> dict[str, Any]:
     report = run_checks(conn.resolve(plan.source.conn_id), targets, routes, roles=roles)
     log.info("preflight:\n%s", report)
     if not report.ok:
-        raise DataCheckFailed("preflight failed: " + "; ".join(f"{c.name}: {c.detail}" for c in report.failures))
+        raise PreflightFailed("preflight failed, nothing was changed: " + "; ".join(
+            f"{c.name}: {c.detail}" for c in report.failures) + ". Fix: correct each failed check, then trigger the "
+            "orchestrator again (dry_run runs only the preflight)")
     return {"checks": len(report.checks), "warnings": [f"{c.name}: {c.detail}" for c in report.warnings]}
 
 
@@ -119,7 +120,8 @@ def _test_restore(backup_file: Any, source: str, tables: list[tuple[str, str]]) 
         bk.restore(backup_file, with_dbname(source, scratch))
     finally:
         with psycopg.connect(admin, autocommit=True) as c:
-            c.execute(psycopg.sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(psycopg.sql.Identifier(scratch)))
+            c.execute(psycopg.sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+                psycopg.sql.Identifier(scratch)))
 
 
 def provision_targets(orch: dict[str, Any], services: list[str]) -> dict[str, Any]:
@@ -182,8 +184,9 @@ def final_sync(orch: dict[str, Any], services: list[str], run_id: str) -> dict[s
     rows); a table without a watermark gets change tracking for this sync only and is read whole
     (only differences are written). A table without a key cannot be synced: it is named in the result
     and the log. Fails, and changes nothing in that service, when a check fails."""
+    from dbsplit.airflow.context import mask_salt
     from dbsplit.engine.resync.resync import ensure_change_tracking, remove_change_tracking, resync_service
-    from dbsplit.airflow.runtime import mask_salt, table_suites
+    from dbsplit.engine.staged_checks import table_suites
 
     plan = _plan(orch)
     source = conn.resolve(plan.source.conn_id)
@@ -265,8 +268,10 @@ def unfreeze_source(orch: dict[str, Any], tables: list[list[str]] | None = None)
 
     plan = _plan(orch)
     if tables is None:
-        tables = sorted({(t.source_schema, t.source_table) for ts in _tables(orch).values() for t in ts})
-    done = unfreeze(conn.resolve(plan.source.conn_id), [tuple(t) for t in tables])
+        pairs = sorted({(t.source_schema, t.source_table) for ts in _tables(orch).values() for t in ts})
+    else:
+        pairs = [(schema, table) for schema, table in tables]
+    done = unfreeze(conn.resolve(plan.source.conn_id), pairs)
     return {"unfrozen": [list(t) for t in done]}
 
 
@@ -290,19 +295,18 @@ def rollback(orch: dict[str, Any], did: dict[str, Any]) -> None:
         if p.get("created_database") and not did.get("promoted", {}).get(service):
             undone.append(f"{service}: {provision_undo(plan, service, p)}")
     log.warning("rolled back: %s", "; ".join(undone) or "nothing to undo")
-    raise RunRolledBack(f"{did.get('reason') or 'a task failed'}. Rolled back: {'; '.join(undone) or 'nothing to undo'}")
-
-
-class RunRolledBack(DbsplitError):
-    """An orchestrator run failed and was rolled back; the message names the failed tasks and reasons."""
+    raise RunRolledBack(f"{did.get('reason') or 'a task failed'}. Rolled back: {'; '.join(undone) or 'nothing to undo'}"
+                        ". Fix: correct the cause named above, then trigger the orchestrator again")
 
 
 def _unpublish(plan: Plan, services: list[str], run_id: str | None) -> list[str]:
     """Remove the _dbsplit.cut_over records this run's publish tasks wrote."""
-    from dbsplit.engine.resync import state
+    from dbsplit.engine.resync import state as resync_state
 
-    undone = []
-    for service in services if run_id else []:
+    undone: list[str] = []
+    if run_id is None:
+        return undone
+    for service in services:
         with psycopg.connect(_target(plan, service), autocommit=True) as tgt:
             tables = resync_state.unmark_cut_over(tgt, run_id)
         undone += [f"{service}: cut-over record of {', '.join(tables)} removed"] if tables else []
@@ -313,9 +317,9 @@ def provision_undo(plan: Plan, service: str, p: dict[str, Any]) -> str:
     """Drop a database (and role) this run created, if it holds no table outside dbsplit's schemas."""
     target = _target(plan, service)
     with psycopg.connect(target) as c:
-        user_tables = c.execute("SELECT count(*) FROM pg_tables WHERE schemaname NOT IN "
-                                "('pg_catalog', 'information_schema', '_dbsplit', '_dbsplit_staging', '_dbsplit_prev')"
-                                ).fetchone()[0]
+        row = c.execute("SELECT count(*) FROM pg_tables WHERE schemaname NOT IN ('pg_catalog', "
+                        "'information_schema', '_dbsplit', '_dbsplit_staging', '_dbsplit_prev')").fetchone()
+        user_tables = row[0] if row else 0
     if user_tables:
         return f"kept database {dbname_of(target)} ({user_tables} table(s) in it)"
     from dbsplit.pg.conn import with_dbname

@@ -32,7 +32,6 @@ class ServiceDagSpec:
     source_conn_id: str
     target_conn_id: str
     retries: int
-    chunk_rows: int
     tables: tuple[TableSpec, ...]
     plan_path: str = ""
     whole_schemas: tuple[str, ...] = ()   # source schemas routed whole: their tables are known at run time only
@@ -78,7 +77,6 @@ def service_specs(plan: Plan, plan_path: str = "") -> list[ServiceDagSpec]:
                 source_conn_id=plan.source.conn_id,
                 target_conn_id=service.target.conn_id,
                 retries=plan.defaults.retries,
-                chunk_rows=plan.defaults.chunk_rows,
                 tables=tables,
                 plan_path=plan_path,
                 whole_schemas=tuple(service.schemas),

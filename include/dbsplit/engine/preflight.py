@@ -28,6 +28,7 @@ import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import psycopg
 from psycopg import sql
@@ -85,15 +86,7 @@ def preflight(source_conninfo: str, targets: Mapping[str, str], tables: Sequence
     src = _connect(SOURCE, source_conninfo, connect_timeout, checks)
     opened: dict[str, _Target] = {}
     try:
-        sizes: dict[str, int] = {}
-        if src is not None:
-            checks.append(_version_check(SOURCE, src.info.server_version, min_source_version))
-            for s, t, _, _, conn_id in tables:
-                size = _source_size(src, s, t)
-                checks.append(Check(f"source table {s}.{t}", size is not None,
-                                    "exists" if size is not None else f"{s}.{t} does not exist in the source "
-                                    f"database {src.info.dbname!r}. Fix: correct the plan, or create the table."))
-                sizes[conn_id] = sizes.get(conn_id, 0) + (size or 0)
+        sizes = _source_checks(src, tables, min_source_version, checks) if src is not None else {}
         for conn_id in dict.fromkeys([r[4] for r in tables] + list(targets)):
             if conn_id not in targets:
                 checks.append(Check(f"connect {conn_id}", False, f"no conninfo given for target {conn_id!r}. "
@@ -102,26 +95,52 @@ def preflight(source_conninfo: str, targets: Mapping[str, str], tables: Sequence
             opened[conn_id] = _open_target(conn_id, targets[conn_id], connect_timeout, checks)
             tgt = opened[conn_id].conn
             if tgt is not None:
-                version = tgt.info.server_version
-                check = _version_check(conn_id, version, 120000)
-                if check.ok and src is not None and version // 10000 < src.info.server_version // 10000:
-                    check = Check(check.name, True, f"{_v(version)} is older than the source's "
-                                  f"{_v(src.info.server_version)}: types or syntax of the source may not exist there",
-                                  warning=True)
-                checks.append(check)
-        for s, t, ts, tt, conn_id in tables:
+                checks.append(_target_version_check(conn_id, tgt, src))
+        for _, _, ts, tt, conn_id in tables:
             target = opened.get(conn_id)
             if target is not None and target.conn is not None:
                 checks.append(_target_table_check(target, ts, tt))
-        checks += _disk_checks(opened, sizes if src is not None else {}, space_factor)
-        for role, conn_id in (roles or {}).items() if src is not None else ():
+        checks += _disk_checks(opened, sizes, space_factor)
+        for role, conn_id in (roles or {}).items():
             target = opened.get(conn_id)
-            checks.append(_monolith_access_check(src, role, target.conn if target else None))
+            if src is not None:
+                checks.append(_monolith_access_check(src, role, target.conn if target else None))
     finally:
         for conn in [src] + [t.conn for t in opened.values()]:
             if conn is not None:
                 conn.close()
     return PreflightReport(all(c.ok for c in checks), checks)
+
+
+def _source_checks(src: psycopg.Connection, tables: Sequence[Route], min_version: int,
+                   checks: list[Check]) -> dict[str, int]:
+    """The source's version and tables; returns the source bytes each target conn_id will receive."""
+    sizes: dict[str, int] = {}
+    checks.append(_version_check(SOURCE, src.info.server_version, min_version))
+    for s, t, _, _, conn_id in tables:
+        size = _source_size(src, s, t)
+        checks.append(Check(f"source table {s}.{t}", size is not None,
+                            "exists" if size is not None else f"{s}.{t} does not exist in the source "
+                            f"database {src.info.dbname!r}. Fix: correct the plan, or create the table."))
+        sizes[conn_id] = sizes.get(conn_id, 0) + (size or 0)
+    return sizes
+
+
+def _target_version_check(conn_id: str, tgt: psycopg.Connection, src: psycopg.Connection | None) -> Check:
+    """A target's server version; older than the source's major version is a warning."""
+    version = tgt.info.server_version
+    check = _version_check(conn_id, version, 120000)
+    if check.ok and src is not None and version // 10000 < src.info.server_version // 10000:
+        check = Check(check.name, True, f"{_v(version)} is older than the source's "
+                      f"{_v(src.info.server_version)}: types or syntax of the source may not exist there",
+                      warning=True)
+    return check
+
+
+def _first(row: tuple[Any, ...] | None) -> Any:
+    """The first column of a query's row (the query always returns one)."""
+    assert row is not None, "the query returns one row"
+    return row[0]
 
 
 def _v(num: int) -> str:
@@ -156,7 +175,7 @@ def _open_target(conn_id: str, conninfo: str, timeout: int, checks: list[Check])
     if conn is None:
         checks += probe
         return _Target(conn_id, None)
-    may = conn.execute("SELECT rolcreatedb OR rolsuper FROM pg_roles WHERE rolname = current_user").fetchone()[0]
+    may = _first(conn.execute("SELECT rolcreatedb OR rolsuper FROM pg_roles WHERE rolname = current_user").fetchone())
     checks.append(Check(f"connect {conn_id}", bool(may),
                         f"{_v(conn.info.server_version)}; database {dbname!r} does not exist yet: "
                         + (f"it will be created by {conn.info.user!r}" if may else
@@ -195,7 +214,8 @@ def _target_table_check(target: _Target, schema: str, table: str) -> Check:
         done = cut_over(target.conn, [f"{schema}.{table}"])
         if done:
             run, at = done[f"{schema}.{table}"]
-            return Check(name, False, f"{schema}.{table} was cut over by orchestrator run {run} at {at}: its database is the "
+            return Check(name, False, f"{schema}.{table} was cut over by orchestrator run {run} at {at}: "
+                         "its database is the "
                          "system of record and a migration would replace the service's rows with the monolith's. Fix: "
                          "leave the service out of this run; only if the cut-over was undone, delete its row of "
                          "_dbsplit.cut_over in the target database.")
@@ -213,12 +233,13 @@ def _monolith_access_check(src: psycopg.Connection, role: str, tgt: psycopg.Conn
         return Check(name, True, f"the role lives on another server than the source database {db!r}")
     exists = src.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone() is not None
     who = role if exists else "public"
-    if not src.execute("SELECT has_database_privilege(%s, %s, 'CONNECT')", (who, db)).fetchone()[0]:
+    if not _first(src.execute("SELECT has_database_privilege(%s, %s, 'CONNECT')", (who, db)).fetchone()):
         return Check(name, True, f"cannot CONNECT to the source database {db!r}")
     grantees = [r[0] for r in src.execute(
         "SELECT coalesce(g.rolname, 'PUBLIC') FROM pg_database d, aclexplode(coalesce(d.datacl, acldefault('d', "
         "d.datdba))) a LEFT JOIN pg_roles g ON g.oid = a.grantee WHERE d.datname = %s AND a.privilege_type = "
-        "'CONNECT' AND CASE WHEN a.grantee = 0 THEN true WHEN %s THEN pg_has_role(%s, a.grantee, 'USAGE') ELSE false END "
+        "'CONNECT' AND CASE WHEN a.grantee = 0 THEN true WHEN %s THEN pg_has_role(%s, a.grantee, 'USAGE') "
+        "ELSE false END "
         "ORDER BY a.grantee <> 0, 1", (db, exists, role if exists else src.info.user))]
     fix = [_sql(src, "REVOKE CONNECT ON DATABASE {} FROM {};", sql.Identifier(db),
                 sql.SQL("PUBLIC") if g == "PUBLIC" else sql.Identifier(g)) for g in grantees]
@@ -260,7 +281,8 @@ def _disk_checks(targets: dict[str, _Target], sizes: dict[str, int], factor: flo
     for conn_id, (dev, free, path) in measured.items():
         sharing = [c for c, m in measured.items() if m[0] == dev]
         need = sum(sizes.get(c, 0) for c in sharing) * factor
-        also = f" (with {', '.join(c for c in sharing if c != conn_id)} on the same filesystem)" if len(sharing) > 1 else ""
+        others = ", ".join(c for c in sharing if c != conn_id)
+        also = f" (with {others} on the same filesystem)" if len(sharing) > 1 else ""
         ok = free >= need
         checks.append(Check(f"disk {conn_id}", ok, f"{_mb(free)} free at {path}, needs {_mb(need)}{also}"
                             + ("" if ok else ". Fix: free space, or move the target to a larger volume.")))
@@ -273,10 +295,11 @@ def _storage_path(conn: psycopg.Connection) -> Path | str:
     if not (host.startswith("/") or host in _LOOPBACK or conn.info.hostaddr in _LOOPBACK):
         return f"server {host} is not on this machine"
     try:
-        data_dir = conn.execute("SELECT current_setting('data_directory')").fetchone()[0]
-        started = conn.execute("SELECT floor(extract(epoch FROM pg_postmaster_start_time()))::bigint").fetchone()[0]
-        location = conn.execute("SELECT pg_tablespace_location(d.dattablespace) FROM pg_database d "
-                                "WHERE d.datname = current_database()").fetchone()[0]
+        data_dir = _first(conn.execute("SELECT current_setting('data_directory')").fetchone())
+        started = _first(conn.execute(
+            "SELECT floor(extract(epoch FROM pg_postmaster_start_time()))::bigint").fetchone())
+        location = _first(conn.execute("SELECT pg_tablespace_location(d.dattablespace) FROM pg_database d "
+                                       "WHERE d.datname = current_database()").fetchone())
     except psycopg.errors.InsufficientPrivilege:
         return f"{conn.info.user!r} may not read data_directory; grant pg_read_all_settings to measure it"
     pid_file = Path(data_dir) / "postmaster.pid"

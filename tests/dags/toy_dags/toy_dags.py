@@ -111,7 +111,7 @@ def toy_trigger_paused():
     from dbsplit.airflow.render import _TriggerService
     from dbsplit.airflow.specs import ServiceDagSpec
 
-    _TriggerService(spec=ServiceDagSpec("toy_paused", "toy", "paused", "src", "dst", 0, 1000, ()))
+    _TriggerService(spec=ServiceDagSpec("toy_paused", "toy", "paused", "src", "dst", 0, ()))
 
 
 toy_ok()
