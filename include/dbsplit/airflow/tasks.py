@@ -16,10 +16,10 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from dbsplit.airflow.context import params
 from dbsplit.errors import DataCheckFailed, DbsplitError
+from dbsplit.plan.routes import MIN_CHUNK_ROWS
 
 START_DATE = datetime(2024, 1, 1)
 ALL_DONE = "all_done"
-MIN_CHUNK_ROWS = 1_000   # the trigger forms' minimum, as the plan's `chunk_rows` (plan/routes.py, plan/models.py)
 
 T = TypeVar("T")
 

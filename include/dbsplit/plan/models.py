@@ -11,7 +11,7 @@ from pydantic import Field, field_validator, model_validator
 
 from dbsplit.model.resolved import plan_namespace
 from dbsplit.plan.fields import ConnId, PgName, PlanName, Schedule, ServiceName, Strict, fail
-from dbsplit.plan.routes import MAX_CHUNK_ROWS, MAX_REJECTED_ROWS, AddColumn, TableRoute, Transform
+from dbsplit.plan.routes import MAX_CHUNK_ROWS, MAX_REJECTED_ROWS, MIN_CHUNK_ROWS, AddColumn, TableRoute, Transform
 
 __all__ = ["AddColumn", "Defaults", "MaskSalt", "Plan", "Resync", "Service", "SourceConfig", "TableRoute",
            "TargetConfig", "Transform", "slug"]
@@ -60,7 +60,7 @@ class Defaults(Strict):
     """Settings every table inherits."""
 
     retries: int = Field(2, ge=0, le=10)
-    chunk_rows: int = Field(100_000, ge=1_000, le=MAX_CHUNK_ROWS)
+    chunk_rows: int = Field(100_000, ge=MIN_CHUNK_ROWS, le=MAX_CHUNK_ROWS)
     max_rejected_rows: int = Field(0, ge=0, le=MAX_REJECTED_ROWS)
     mask_salt: MaskSalt | None = None
 

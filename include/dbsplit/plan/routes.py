@@ -20,6 +20,7 @@ from dbsplit.plan.fields import (
     fail,
 )
 
+MIN_CHUNK_ROWS = 1_000                 # rows of one chunk at the least (the plan's and the trigger form's minimum)
 MAX_CHUNK_ROWS = 10_000_000            # rows of one chunk held in memory; the state table keeps it as integer
 MAX_REJECTED_ROWS = 2_147_483_647      # PostgreSQL integer
 TRANSFORM_FORMS = "drop, {mask: hash|redact|null}, {rename: new_name} or {cast: type}"
@@ -85,7 +86,7 @@ class TableRoute(Strict):
     custom: CustomRef | None = None
     references: dict[PgName, RefTarget] = Field(default_factory=dict)
     watermark: PgName | None = None
-    chunk_rows: int | None = Field(None, ge=1_000, le=MAX_CHUNK_ROWS)
+    chunk_rows: int | None = Field(None, ge=MIN_CHUNK_ROWS, le=MAX_CHUNK_ROWS)
     expectations: JsonPath | None = None
     max_rejected_rows: int | None = Field(None, ge=0, le=MAX_REJECTED_ROWS)
 
