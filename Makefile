@@ -14,8 +14,8 @@ PYTEST_PARALLEL := -n $(TEST_WORKERS) --dist loadscope
 
 $(STAMP): requirements.txt constraints.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --disable-pip-version-check -r requirements.txt -c constraints.txt
-	$(BIN)/pip install -q --disable-pip-version-check --no-deps -e .
+	$(BIN)/pip install -qq --disable-pip-version-check -r requirements.txt -c constraints.txt
+	$(BIN)/pip install -qq --disable-pip-version-check --no-deps -e .
 	touch $@
 
 install: $(STAMP)
