@@ -184,7 +184,9 @@ def attack(source: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list
     def passthrough_extract() -> object:
         chunk = {"index": 0, "count": 1, "kind": "all", "lo": None, "hi": None, "done": False, "label": "users 1/1",
                  "load_id": 1, "table": table(INJECTION, False).as_dict(), "checksum_method": "md5"}
-        service = {"source_conn_id": "ro_source", "dag_id": "dbsplit_migrate_users", "service": "users"}
+        service = {"source_conn_id": "ro_source", "dag_id": "dbsplit_migrate_users", "service": "users",
+                   "plan": "attack", "plan_path": str(tmp_path / "plan.yaml"), "target_conn_id": "ro_target",
+                   "tables": []}   # the service payload (engine.payloads.ServiceRef); extract reads no plan
         return runtime.extract(service, chunk, "attack")
 
     for attempt in (planner, transformed_extract, passthrough_extract):

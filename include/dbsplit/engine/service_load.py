@@ -9,15 +9,13 @@ from __future__ import annotations
 import logging
 import os
 import signal
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import psycopg
-from psycopg import sql
 
+from dbsplit.engine.migrate import passthrough
 from dbsplit.engine.migrate.chunks import Chunk, chunk_where
 from dbsplit.engine.migrate.chunks import plan_chunks as compute_chunks
-from dbsplit.engine.staged_checks import and_filter
 from dbsplit.engine.verify import checksums
 from dbsplit.errors import DataCheckFailed
 from dbsplit.model.resolved import ResolvedTable
@@ -68,20 +66,9 @@ def extract_passthrough(source: str, rt: ResolvedTable, chunk: Chunk, method: st
                         label: str) -> dict[str, Any]:
     """Raw binary COPY of one chunk into a staging file, checksummed by a second session on the
     exported snapshot, in parallel with the COPY."""
-    where = and_filter(chunk_where(chunk, rt.source_key), rt.filter)
-    cols = [m.target for m in rt.columns]
-    query = copy.select_sql(rt.source_schema, rt.source_table, cols)
-    if where is not None:
-        query = sql.SQL("{} WHERE {}").format(query, where)
-    relation = sql.Identifier(rt.source_schema, rt.source_table)
     with copy.source_connection(source) as src, src.transaction():
-        exprs = checksums.hash_columns(src, relation, cols) if method == checksums.HASH64 else checksums.columns(cols)
-        snapshot = copy.export_snapshot(src)
-        with ThreadPoolExecutor(1) as pool:
-            checksum = pool.submit(copy.in_snapshot, source, snapshot, lambda c: checksums.chunk_checksum(
-                c, relation, exprs, where, method))
-            result = copy.extract_to_file(src, query, path)
-            source_checksum = checksum.result()
+        result, source_checksum = passthrough.extract_passthrough(
+            src, source, rt, chunk_where(chunk, rt.source_key), path, method)
     if source_checksum.rows != result.rows:
         raise DataCheckFailed(f"{label}: COPY read {result.rows} rows but the snapshot holds {source_checksum.rows}")
     log_rate("extracted", label, result)

@@ -17,11 +17,11 @@ import psycopg
 from psycopg import sql
 
 from dbsplit.engine.migrate.chunks import Chunk, chunk_where
+from dbsplit.engine.migrate.passthrough import with_filter
 from dbsplit.engine.verify import checksums
 from dbsplit.errors import SuiteFileMissing
 from dbsplit.model import evidence
 from dbsplit.model.resolved import ResolvedTable
-from dbsplit.model.sql_fragments import filter_sql
 from dbsplit.pg import catalog, copy, staging, state
 
 log = logging.getLogger(__name__)
@@ -31,14 +31,6 @@ REJECTS = "dbsplit_rejected_rows_within_limit"
 INDEXES = "dbsplit_keys_and_indexes_built"
 
 Outcome = dict[str, Any]
-
-
-def and_filter(where: sql.Composable | None, row_filter: str | None) -> sql.Composable | None:
-    """The chunk condition ANDed with the plan's row filter (one expression, once the parser accepted it)."""
-    if not row_filter:
-        return where
-    flt = filter_sql(row_filter)
-    return flt if where is None else sql.SQL("{} AND {}").format(where, flt)
 
 
 def build_indexes(target: str, rt: ResolvedTable) -> list[Outcome]:
@@ -248,5 +240,5 @@ def _differing_keys(source: str, rt: ResolvedTable, tgt: psycopg.Connection, rel
     where = chunk_where(chunk, key)
     with copy.source_connection(source) as src, src.transaction():
         source_rows = checksums.row_fingerprints(
-            src, sql.Identifier(rt.source_schema, rt.source_table), exprs, key, and_filter(where, rt.filter))
+            src, sql.Identifier(rt.source_schema, rt.source_table), exprs, key, with_filter(where, rt.filter))
     return checksums.differing_keys(source_rows, checksums.row_fingerprints(tgt, relation, exprs, key, where))
