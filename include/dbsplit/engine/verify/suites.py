@@ -42,11 +42,10 @@ from typing import Any
 from dbsplit.engine.verify.gx_outcomes import (
     ExpectationOutcome,
     _column_label,
-    _exception_messages,
     _outcome,
     _qualified,
 )
-from dbsplit.engine.verify.gx_session import _import_gx, check_error, table_batch
+from dbsplit.engine.verify.gx_session import _import_gx, _raise_for_errors, check_error, table_batch
 from dbsplit.errors import DataCheckFailed
 
 log = logging.getLogger(__name__)
@@ -119,7 +118,7 @@ def validate_suite(conninfo: str, schema: str, table: str, suite_path: str | Pat
             validation = definition.run(result_format=_NO_SAMPLES, run_id=RunIdentifier(run_name=run_name))
             by_id = {r.expectation_config.id: r for r in validation.results}
             ordered = [by_id[e.id] for e in added]
-            _raise_for_errors(path, where, ordered)
+            _raise_for_errors(f"{path}: {where}", ordered)
             to_sample = [i for i, r in enumerate(ordered) if _positive((r.result or {}).get("unexpected_count"))]
             if to_sample:
                 _add_samples(batch, spec, path, where, [spec["expectations"][i] for i in to_sample],
@@ -309,21 +308,12 @@ def _add_samples(batch: Any, spec: dict[str, Any], path: str, where: str, entrie
     again = definition.run(result_format={"result_format": "BASIC", "partial_unexpected_count": _SAMPLES})
     by_id = {r.expectation_config.id: r for r in again.results}
     rerun = [by_id[e.id] for e in added]
-    _raise_for_errors(path, where, rerun)
+    _raise_for_errors(f"{path}: {where}", rerun)
     for first, second in zip(results, rerun, strict=True):
         values = (second.result or {}).get("partial_unexpected_list")
         if values is not None and first.result is not None:
             first.result["partial_unexpected_list"] = values
 
-
-def _raise_for_errors(path: str, where: str, results: list[Any]) -> None:
-    for r in results:
-        errors = _exception_messages(r.exception_info)
-        if errors:
-            name = _column_label(r.expectation_config.kwargs)
-            column = f" on {name}" if name else ""
-            raise DataCheckFailed(f"{path}: {where}: Great Expectations could not evaluate "
-                                  f"{r.expectation_config.type}{column}: " + "; ".join(errors))
 
 
 def _asset_name(schema: str, table: str) -> str:
